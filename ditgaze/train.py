@@ -138,7 +138,7 @@ def fit(model: nn.Module,
         atomic_save(ck, ck_path); _write_curve(curve_path, rows)
         return ck
 
-    ck, start, t0 = None, step, time.perf_counter()
+    ck, start = None, step
     bar = tqdm(total=cfg.steps, initial=step, desc=desc, dynamic_ncols=True, mininterval=2)
     model.train()
     while step < cfg.steps:
@@ -156,7 +156,7 @@ def fit(model: nn.Module,
         step += 1; bar.update(1)
         if step % cfg.log_every == 0 or step == cfg.steps:
             row = {"step": step, "loss": float(loss), "grad_norm": float(gnorm), "lr": opt.param_groups[0]["lr"],
-                   **{k: float(v) for k, v in terms.items()}, "sec_per_step": (time.perf_counter() - t0) / max(1, step - start)}
+                   **{k: float(v) for k, v in terms.items()}}
             rows.append(row); bar.set_postfix(loss=f"{row['loss']:.4f}")
         if step % cfg.ckpt_every == 0 or step == cfg.steps: ck = checkpoint()
     bar.close()
