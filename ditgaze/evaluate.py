@@ -22,10 +22,9 @@ from .runtime import RunConfig, setup_run
 # %% auto #0
 __all__ = ['REFERENCE_ROWS', 'TARGET_HIDDEN', 'IMAGE_SUFFIXES', 'PAIR_COLUMNS', 'TABLE_COLUMNS', 'TIMING_KEYS', 'EvaluateError',
            'EvaluateConfig', 'parse_models', 'Predictor', 'target_labels', 'copy_input_predictor',
-           'ground_truth_predictor', 'read_image_folder', 'precomputed_predictor', 'build_predictor',
-           'EstimatorFeatures', 'EvalNets', 'load_eval_nets', 'SplitPairs', 'discover_splits', 'load_split_pairs',
-           'as_predictor', 'evaluate', 'split_report', 'pairs_csv_text', 'markdown_table', 'write_split_reports',
-           'run_stage', 'main']
+           'ground_truth_predictor', 'read_image_folder', 'precomputed_predictor', 'build_predictor', 'EvalFeatures',
+           'EvalNets', 'load_eval_nets', 'SplitPairs', 'discover_splits', 'load_split_pairs', 'as_predictor',
+           'evaluate', 'split_report', 'pairs_csv_text', 'markdown_table', 'write_split_reports', 'run_stage', 'main']
 
 # %% ../nbs/11_evaluate.ipynb #7355a684
 class EvaluateError(ValueError):
@@ -142,7 +141,7 @@ def build_predictor(name: str, spec: str | dict | None = None, device: str | tor
                         f"; known: {list(REFERENCE_ROWS)}, {{name: checkpoint.pt}}, {{name: {{checkpoint, fit_steps}}}} or {{name: folder of images}}")
 
 # %% ../nbs/11_evaluate.ipynb #c9d4f098
-class EstimatorFeatures(nn.Module):
+class EvalFeatures(nn.Module):
     "The evaluation gaze estimator's 128-d penultimate features, as a module (FID fallback features)."
     def __init__(self, net: nn.Module):
         super().__init__(); self.net = net
@@ -173,7 +172,7 @@ def load_eval_nets(cfg: EvaluateConfig, device: str | torch.device = "cpu") -> E
     gaze = _check_role(load_estimator(paths["gaze_eval"], device), paths["gaze_eval"], "gaze_eval")
     ident = _check_role(load_estimator(paths["identity"], device), paths["identity"], "identity")
     lp, lp_desc = load_lpips(cfg.lpips_vgg_weights, "vgg", device)
-    fid_net, fid_desc = fid_feature_net(cfg.fid_inception_weights, EstimatorFeatures(gaze).eval(),
+    fid_net, fid_desc = fid_feature_net(cfg.fid_inception_weights, EvalFeatures(gaze).eval(),
                                         f"evaluation gaze estimator features ({paths['gaze_eval']}, 128-d)", device)
     return EvalNets(gaze, ident, lp, lp_desc, fid_net, fid_desc, {k: str(v) for k, v in paths.items()})
 
