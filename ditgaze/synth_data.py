@@ -287,18 +287,21 @@ def generate(cfg: DataConfig, out_dir: str | Path, quiet: bool = False) -> dict:
     return manifest
 
 def contact_sheet(data_dir: str | Path, path: str | Path, n_subjects: int = 4, n_frames: int = 3,
-                  cams: tuple[int, ...] = (0, 4, 8, 9, 13, 17)) -> np.ndarray:
-    "A PNG grid: rows = train subjects x frames (different gazes), columns = cameras. Returns the RGB array."
+                  cams: tuple[int, ...] = (0, 4, 8, 9, 13, 17), split: str = "train") -> np.ndarray:
+    """A PNG grid: rows = subjects x frames (different gazes), columns = cameras `cams` (a frame seen by none of
+    them, as in the `images` layout, shows the cameras it has). Returns the RGB array."""
     import h5py
     from PIL import Image
-    files = sorted((Path(data_dir) / "train").glob("*.h5"))[:n_subjects]
+    files = sorted((Path(data_dir) / split).glob("*.h5"))[:n_subjects]
     rows = []
     for fp in files:
         with h5py.File(fp, "r") as f:
             fi, ci, img = f["frame_index"][:], f["cam_index"][:], f["face_patch"]
             for fr in sorted(set(fi.tolist()))[:n_frames]:
-                tiles = [img[int(np.nonzero((fi == fr) & (ci == c))[0][0])][..., ::-1] for c in cams if ((fi == fr) & (ci == c)).any()]
+                sel = [c for c in cams if ((fi == fr) & (ci == c)).any()] or sorted(set(ci[fi == fr].tolist()))[:len(cams)]
+                tiles = [img[int(np.nonzero((fi == fr) & (ci == c))[0][0])][..., ::-1] for c in sel]
                 rows.append(np.concatenate(tiles, 1))
+    if not rows: raise ValueError(f"{Path(data_dir) / split}: no subject files for a contact sheet")
     w = max(r.shape[1] for r in rows)
     sheet = np.concatenate([np.pad(r, ((0, 0), (0, w - r.shape[1]), (0, 0))) for r in rows], 0)
     Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -54,7 +54,7 @@ def test_every_stage_writes_its_outputs(smoke_repo):
     assert "up to date" in r.stdout, r.stdout
     for f in ("reports/run/params_resolved.yaml", "reports/data/contact_sheet.png", "runs/estimators/gaze_eval.pt",
               "runs/baseline/last.pt", "reports/train/baseline/curve.tsv", "reports/figures/baseline_pairs.png",
-              "reports/figures/baseline_sweep.png", "reports/tables/test.md", "reports/tables/shift_light.md"):
+              "reports/figures/baseline_sweep.png", "reports/analysis/gaze_sweep.png", "reports/analysis/gaze_sweep.ipynb", "reports/tables/test.md", "reports/tables/shift_light.md"):
         assert (smoke_repo / f).is_file(), f
     speed = json.loads((smoke_repo / "reports/speed/test.json").read_text())["models"]
     assert speed["baseline"]["fps"]["images_per_second"] > 0
