@@ -69,8 +69,7 @@ def pair_batch(ds: SubjectDataset, pairs: np.ndarray, idx: torch.Tensor, device)
 def build_model(cfg: TrainRedirectorConfig, ds: SubjectDataset) -> tuple[GazeRedirector, dict]:
     "A fresh redirector initialised from the training files' mean landmarks and eyeballs; also its build info."
     template = head_template_from_files(list_subject_files(Path(cfg.dataset) / "train"))
-    info = {"template": template, "n_subjects": len(ds.subjects) if hasattr(ds, "subjects") else int(ds.labels("subject").max()) + 1,
-            "n_images": len(ds)}
+    info = {"template": template, "n_subjects": len(ds.subjects), "n_images": len(ds)}
     torch.manual_seed(cfg.model.head.seed)
     return GazeRedirector(cfg.model, template, info["n_subjects"], info["n_images"]), info
 
@@ -185,7 +184,6 @@ def main(argv: list[str] | None = None) -> None:
     device, _ = setup_run(load_section(RunConfig, "run", a.params, a.profile))
     t0 = time.perf_counter()
     ck = train_redirector(cfg, device, a.runs, a.reports)
-    rows = ck.get("config") and None
     print(f"[train] {cfg.name}: {ck['step']} steps on {device} in {time.perf_counter() - t0:.0f} s this call")
     model, _ = load_redirector(Path(a.runs) / cfg.name / "last.pt", device)
     test = Path(cfg.dataset) / "test"
