@@ -22,9 +22,10 @@ from .runtime import RunConfig, setup_run
 # %% auto #0
 __all__ = ['ROLES', 'CKPT_FORMAT', 'EstimatorError', 'NetConfig', 'EstimatorConfig', 'net_spec', 'conv_bn', 'BasicBlock',
            'feature_stack', 'eye_box_pixels', 'GazeEstimator', 'IdentityNet', 'CosFaceHead', 'build_net', 'SplitData',
-           'whiten_background', 'discover_splits', 'eye_box_coverage', 'augment', 'lr_factor', 'train_gaze', 'predict',
-           'gaze_report', 'train_identity', 'verification_pairs', 'roc_auc', 'best_threshold_accuracy',
-           'identity_report', 'save_estimator', 'load_estimator', 'load_split', 'run_stage', 'main']
+           'whiten_background', 'discover_splits', 'eye_box_coverage', 'random_shift', 'augment', 'lr_factor',
+           'train_gaze', 'predict', 'gaze_report', 'train_identity', 'verification_pairs', 'roc_auc',
+           'best_threshold_accuracy', 'identity_report', 'save_estimator', 'load_estimator', 'load_split', 'run_stage',
+           'main']
 
 # %% ../nbs/10_estimators.ipynb #268fd1c0
 class EstimatorError(ValueError):
@@ -55,6 +56,7 @@ class EstimatorConfig:
     batch_size: int = 64                     # images per optimisation step (all three nets)
     weight_decay: float = 1e-4               # AdamW weight decay
     augment: bool = True                     # random gain/bias/noise/blur on train images (generated images are not pristine)
+    shift_px: int = 3                        # augmentation: random whole-pixel shift of up to this many pixels per axis (0 = none)
     max_train_images: int = 0                # 0 = all; else a fixed random subset of the train split (smoke runs)
     id_pairs: int = 20000                    # verification pairs per split (half same subject, half different)
     eval_batch_size: int = 256               # images per forward pass when evaluating
@@ -213,9 +215,20 @@ def eye_box_coverage(eye_mask: torch.Tensor, box: list[float]) -> float:
     return float(eye_mask[:, t:b, l:r].sum().item() / total) if total else float("nan")
 
 # %% ../nbs/10_estimators.ipynb #cafd328c
-def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    "Random gain/bias per image, a 3x3 blur on ~1/4 of the images, pixel noise. x [B,3,S,S] in [0,1]."
+def random_shift(x: torch.Tensor, max_px: int, gen: torch.Generator) -> torch.Tensor:
+    "Shift each image by a random whole number of pixels in [-max_px, max_px] per axis, edges replicated. x [B,C,H,W]."
+    if max_px <= 0: return x
+    B, C, H, W = x.shape
+    d = torch.randint(-max_px, max_px + 1, (B, 2), generator=gen)               # [B,2] (dy, dx)
+    rows = (torch.arange(H)[None] - d[:, :1]).clamp(0, H - 1).to(x.device)      # [B,H] source row of each output row
+    cols = (torch.arange(W)[None] - d[:, 1:]).clamp(0, W - 1).to(x.device)      # [B,W] source column of each output column
+    x = x.gather(2, rows[:, None, :, None].expand(B, C, H, W))                   # [B,C,H,W]
+    return x.gather(3, cols[:, None, None, :].expand(B, C, H, W))                # [B,C,H,W]
+
+def augment(x: torch.Tensor, gen: torch.Generator, shift_px: int = 0) -> torch.Tensor:
+    "Random shift (up to `shift_px`), gain/bias per image, a 3x3 blur on ~1/4 of the images, pixel noise. x [B,3,S,S] in [0,1]."
     B = x.shape[0]
+    x = random_shift(x, shift_px, gen)
     r = lambda *s: torch.rand(*s, generator=gen).to(x.device)
     gain, bias, blur = 0.8 + 0.4 * r(B, 1, 1, 1), 0.1 * (r(B, 1, 1, 1) - 0.5), r(B, 1, 1, 1) < 0.25
     x = torch.where(blur, F.avg_pool2d(x, 3, 1, 1, count_include_pad=False), x)
@@ -265,7 +278,7 @@ def train_gaze(spec: dict, ncfg: NetConfig, data: SplitData, cfg: EstimatorConfi
         for idx in _batches(len(data), cfg.batch_size, gen):
             if step >= total: break
             x = _as_float(data.images[idx], device)                              # [B,3,S,S]
-            if cfg.augment: x = augment(x, gen)
+            if cfg.augment: x = augment(x, gen, cfg.shift_px)
             loss = F.l1_loss(net(x), target[idx].to(device))
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); sched.step()
             losses.append(loss.item()); hist["step_loss"].append(loss.item()); step += 1
@@ -313,7 +326,7 @@ def train_identity(spec: dict, ncfg: NetConfig, data: SplitData, cfg: EstimatorC
         for idx in _batches(len(data), cfg.batch_size, gen):
             if step >= total: break
             x = _as_float(data.images[idx], device)
-            if cfg.augment: x = augment(x, gen)
+            if cfg.augment: x = augment(x, gen, cfg.shift_px)
             y = data.subject[idx].to(device)
             logits = head(net(x), y)                                             # [B,C]
             loss = F.cross_entropy(logits, y)

@@ -29,9 +29,9 @@ GENERATOR = "ditgaze.synth_head/sdf-1"   # written into every file's `generator`
 @dataclass
 class SplitConfig:
     subjects: int = 4               # number of subjects
-    frames: int = 0                 # frames per subject, each seen by every camera (train layout); 0 = use `images`
+    frames: int = 0                 # frames per subject, each seen by `cameras_per_frame` cameras (train layout); 0 = use `images`
     images: int = 0                 # images per subject (even; test layout with a pairs file); 0 = use `frames`
-    cameras_per_frame: int = 4      # cameras drawn per frame in the test layout
+    cameras_per_frame: int = 4      # cameras drawn per frame (18 = every rig camera)
     identity_spread: float = 1.0    # scale of identity deviations from the mean face
     light: str = "standard"         # standard | shifted (from below or the side, harder, darker ambient)
     distance_scale: float = 1.0     # multiplies the rig distance
@@ -196,10 +196,9 @@ def render_subject(cfg: DataConfig, split_name: str, split: SplitConfig, index: 
     rng = subject_rng(cfg.seed, split_name, index)
     ident = sample_identity(rng, split.identity_spread)
     fc = neutral_face_center(ident)
-    if split.frames > 0: plan = [np.arange(18)] * split.frames
-    else:
-        k = split.cameras_per_frame
-        plan = [np.sort(rng.choice(18, k, replace=False)) for _ in range(-(-split.images // k))]
+    k = split.cameras_per_frame
+    n_frames = split.frames if split.frames > 0 else -(-split.images // k)
+    plan = [np.arange(18) if k == 18 else np.sort(rng.choice(18, k, replace=False)) for _ in range(n_frames)]
     rows = []
     for f, cams in enumerate(plan):
         frame = sample_frame(rng, cfg, split, fc)
@@ -258,7 +257,7 @@ def generate(cfg: DataConfig, out_dir: str | Path, quiet: bool = False) -> dict:
     clear_previous(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     splits = splits_of(cfg)
-    n_img = lambda sp: sp.frames * 18 if sp.frames else sp.images
+    n_img = lambda sp: sp.frames * sp.cameras_per_frame if sp.frames else sp.images
     tasks = [(cfg, name, sp, i) for name, sp in splits for i in range(sp.subjects)]
     old_threads = torch.get_num_threads()
     pool = mp.get_context("spawn").Pool(min(cfg.workers, len(tasks))) if cfg.workers > 1 else None
