@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_estimators.ipynb #3d6db89a
 from __future__ import annotations
-import argparse, json, math, os, time
+import json, math, os, time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from .config import load_section, to_dict
 from .geometry import angular_error
-from .runtime import RunConfig, setup_run
+from .runtime import stage_parser, stage_run
 
 # %% auto #0
 __all__ = ['ROLES', 'CKPT_FORMAT', 'EstimatorError', 'NetConfig', 'EstimatorConfig', 'net_spec', 'conv_bn', 'BasicBlock',
@@ -524,16 +524,11 @@ def run_stage(cfg: EstimatorConfig, device="cpu", profile: str = "", progress: b
 # %% ../nbs/10_estimators.ipynb #6a1a4e35
 def main(argv: list[str] | None = None) -> None:
     "DVC stage `estimators`: train the gaze-loss, gaze-eval and identity networks; write checkpoints and metrics."
-    ap = argparse.ArgumentParser(prog="python -m ditgaze.estimators", description=main.__doc__)
-    ap.add_argument("--params", default="params.yaml", help="params file")
-    ap.add_argument("--profile", default=None, help="override the file's `profile:` key")
+    ap = stage_parser("python -m ditgaze.estimators", main.__doc__)
     ap.add_argument("--no-progress", action="store_true", help="no tqdm bars")
     a = ap.parse_args(argv)
-    run = load_section(RunConfig, "run", a.params, a.profile)
     cfg = load_section(EstimatorConfig, "estimators", a.params, a.profile)
-    from ditgaze.config import load_params
-    profile = load_params(a.params, a.profile)["profile"]
-    device, _ = setup_run(run)
+    device, profile = stage_run(a)
     t0 = time.time()
     run_stage(cfg, device, profile, progress=not a.no_progress)
     print(f"[estimators] done in {time.time() - t0:.0f}s -> {cfg.out_dir}/, {cfg.metrics}")

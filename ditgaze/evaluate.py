@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_evaluate.ipynb #972d2dab
 from __future__ import annotations
-import argparse, csv, json, math, os, time
+import csv, json, math, os, time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -14,12 +14,12 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from .config import ConfigError, load_params, load_section
+from .config import ConfigError, load_section
 from .data import DataError, PairDataset, SubjectDataset, protocol_pairs, read_pairs_csv
 from .estimators import EstimatorError, load_estimator
 from .metrics import (check_images, features, fid_feature_net, frechet_distance, identity_similarity, image_metrics,
                              images_per_second, load_lpips, redirection_errors, summarize, unavailable, whiten_background)
-from .runtime import RunConfig, setup_run
+from .runtime import stage_parser, stage_run
 
 # %% auto #0
 __all__ = ['REFERENCE_ROWS', 'TARGET_HIDDEN', 'IMAGE_SUFFIXES', 'PAIR_COLUMNS', 'TABLE_COLUMNS', 'TIMING_KEYS', 'EvaluateError',
@@ -370,15 +370,11 @@ def run_stage(cfg: EvaluateConfig, device: str | torch.device = "cpu", profile: 
 
 def main(argv: list[str] | None = None) -> None:
     "DVC stage `evaluate`: the protocol on the test split and every shifted domain; metrics JSON/CSV and Markdown tables."
-    ap = argparse.ArgumentParser(prog="python -m ditgaze.evaluate", description=main.__doc__)
-    ap.add_argument("--params", default="params.yaml", help="params file")
-    ap.add_argument("--profile", default=None, help="override the file's `profile:` key")
+    ap = stage_parser("python -m ditgaze.evaluate", main.__doc__)
     ap.add_argument("--no-progress", action="store_true", help="no tqdm bars")
     a = ap.parse_args(argv)
-    run = load_section(RunConfig, "run", a.params, a.profile)
     cfg = load_section(EvaluateConfig, "evaluate", a.params, a.profile)
-    profile = load_params(a.params, a.profile)["profile"]
-    device, _ = setup_run(run)
+    device, profile = stage_run(a)
     t0 = time.time()
     run_stage(cfg, device, profile, progress=not a.no_progress)
     print(f"[evaluate] done in {time.time() - t0:.0f}s -> {cfg.metrics_dir}/, {cfg.tables_dir}/")

@@ -17,7 +17,7 @@ import yaml
 from .config import load_params, load_section, to_dict
 
 # %% auto #0
-__all__ = ['RunConfig', 'seed_everything', 'pick_device', 'setup_run', 'environment', 'main']
+__all__ = ['RunConfig', 'seed_everything', 'pick_device', 'setup_run', 'environment', 'stage_parser', 'stage_run', 'main']
 
 # %% ../nbs/02_runtime.ipynb #651bded9
 @dataclass
@@ -73,12 +73,23 @@ def environment() -> dict:
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
             "packages": {p: ver(p) for p in _PACKAGES}}
 
+# %% ../nbs/02_runtime.ipynb #stgparse
+def stage_parser(prog: str, doc: str) -> argparse.ArgumentParser:
+    "The command line every DVC stage starts from: `--params` (the params file) and `--profile` (overrides its `profile:`)."
+    ap = argparse.ArgumentParser(prog=prog, description=doc)
+    ap.add_argument("--params", default="params.yaml", help="params file")
+    ap.add_argument("--profile", default=None, help="override the file's `profile:` key")
+    return ap
+
+def stage_run(args: argparse.Namespace) -> tuple[torch.device, str]:
+    "Apply the `run` section of a stage's params (seeds, threads, device); returns (device, the profile in effect)."
+    device, _ = setup_run(load_section(RunConfig, "run", args.params, args.profile))
+    return device, load_params(args.params, args.profile)["profile"]
+
 # %% ../nbs/02_runtime.ipynb #9dda9244
 def main(argv: list[str] | None = None) -> None:
     "DVC stage `config`: validate params, resolve the profile, record params and environment."
-    ap = argparse.ArgumentParser(prog="python -m ditgaze.runtime", description=main.__doc__)
-    ap.add_argument("--params", default="params.yaml", help="params file")
-    ap.add_argument("--profile", default=None, help="override the file's `profile:` key")
+    ap = stage_parser("python -m ditgaze.runtime", main.__doc__)
     ap.add_argument("--out", default="reports/run", help="output folder")
     a = ap.parse_args(argv)
     run = load_section(RunConfig, "run", a.params, a.profile)

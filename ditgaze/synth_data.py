@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_synth_data.ipynb #35931f6c
 from __future__ import annotations
-import argparse, shutil, csv, dataclasses, hashlib, io, json, math, sys, time, zlib
+import shutil, csv, dataclasses, hashlib, io, json, math, sys, time, zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from .config import ConfigError, load_section, to_dict
 from .data import write_subject
+from .runtime import stage_parser
 from .geometry import (euler_to_matrix, head_pose_pitchyaw, look_at, normalize_camera, pitchyaw_to_vector,
                               project, vector_to_pitchyaw)
 from .synth_head import Expression, HeadScene, Identity, Light, face_center, landmarks_3d, render, sample_identity
@@ -310,9 +311,7 @@ def contact_sheet(data_dir: str | Path, path: str | Path, n_subjects: int = 4, n
 # %% ../nbs/06_synth_data.ipynb #ded2085d
 def main(argv: list[str] | None = None) -> None:
     "DVC stage `generate`: render the synthetic data set named by the `data` params."
-    ap = argparse.ArgumentParser(prog="python -m ditgaze.synth_data", description=main.__doc__)
-    ap.add_argument("--params", default="params.yaml", help="params file")
-    ap.add_argument("--profile", default=None, help="override the file's `profile:` key")
+    ap = stage_parser("python -m ditgaze.synth_data", main.__doc__)
     ap.add_argument("--out", default=None, help="output folder (default: <data.root>/<data.name>)")
     ap.add_argument("--report", default="reports/data", help="folder for the contact sheet")
     a = ap.parse_args(argv)
