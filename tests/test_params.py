@@ -37,6 +37,13 @@ def test_dvc_stages_declare_profile_and_existing_params():
         for k in keys: assert k.split(".")[0] in top, f"stage {name}: param {k} not in params.yaml"
 
 
+def test_config_stage_depends_on_every_section_it_writes():
+    "The config stage writes all of params.yaml resolved; a section it does not list would leave that file stale."
+    stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["config"]
+    keys = {p if isinstance(p, str) else next(iter(p)) for p in stage["params"]}
+    assert keys == set(yaml.safe_load(PARAMS.read_text())), sorted(set(yaml.safe_load(PARAMS.read_text())) ^ keys)
+
+
 def _run_config_stage(tmp_path, params_text, *extra):
     p = tmp_path / "params.yaml"; p.write_text(params_text)
     return subprocess.run([sys.executable, "-m", "ditgaze.runtime", "--params", str(p), "--out", str(tmp_path / "out"), *extra],
