@@ -20,12 +20,12 @@ from .geometry import angular_error
 from .runtime import stage_parser, stage_run
 
 # %% auto #0
-__all__ = ['ROLES', 'CKPT_FORMAT', 'EstimatorError', 'NetConfig', 'EstimatorConfig', 'net_spec', 'conv_bn', 'BasicBlock',
-           'feature_stack', 'eye_box_pixels', 'GazeEstimator', 'IdentityNet', 'CosFaceHead', 'build_net', 'SplitData',
-           'whiten_background', 'discover_splits', 'eye_box_coverage', 'random_shift', 'augment', 'lr_factor',
-           'train_gaze', 'predict', 'gaze_report', 'train_identity', 'verification_pairs', 'roc_auc',
-           'best_threshold_accuracy', 'identity_report', 'save_estimator', 'load_estimator', 'load_split', 'run_stage',
-           'main']
+__all__ = ['ROLES', 'MIRROR_SIGN', 'CKPT_FORMAT', 'EstimatorError', 'NetConfig', 'EstimatorConfig', 'net_spec', 'conv_bn',
+           'BasicBlock', 'feature_stack', 'eye_box_pixels', 'GazeEstimator', 'IdentityNet', 'CosFaceHead', 'build_net',
+           'SplitData', 'whiten_background', 'discover_splits', 'eye_box_coverage', 'random_shift', 'random_mirror',
+           'augment', 'lr_factor', 'train_gaze', 'predict', 'gaze_report', 'train_identity', 'verification_pairs',
+           'roc_auc', 'best_threshold_accuracy', 'identity_report', 'save_estimator', 'load_estimator', 'load_split',
+           'run_stage', 'main']
 
 # %% ../nbs/10_estimators.ipynb #268fd1c0
 class EstimatorError(ValueError):
@@ -57,6 +57,8 @@ class EstimatorConfig:
     weight_decay: float = 1e-4               # AdamW weight decay
     augment: bool = True                     # random gain/bias/noise/blur on train images (generated images are not pristine)
     shift_px: int = 3                        # augmentation: random whole-pixel shift of up to this many pixels per axis (0 = none)
+    flip: bool = True                        # augmentation (gaze nets): mirror half of each batch left-right, negating the yaw labels
+    flip_test: bool = True                   # evaluation net: average its reading of the image and of its mirror (yaws negated back)
     max_train_images: int = 0                # 0 = all; else a fixed random subset of the train split (smoke runs)
     id_pairs: int = 20000                    # verification pairs per split (half same subject, half different)
     eval_batch_size: int = 256               # images per forward pass when evaluating
@@ -74,7 +76,8 @@ def net_spec(cfg: EstimatorConfig, role: str) -> dict:
     spec = {"role": role, "kind": "identity" if role == "identity" else "gaze", "arch": n.arch, "widths": list(n.widths),
             "image_size": cfg.image_size, "mask_background": cfg.mask_background}
     if role == "identity": spec.update(id_size=cfg.id_size, id_dim=cfg.id_dim)
-    else: spec.update(face_size=cfg.face_size, eye_box=list(cfg.eye_box), eye_size=list(cfg.eye_size))
+    else: spec.update(face_size=cfg.face_size, eye_box=list(cfg.eye_box), eye_size=list(cfg.eye_size),
+                      flip_test=bool(cfg.flip_test and role == "gaze_eval"))             # the loss net stays a single pass
     return spec
 
 # %% ../nbs/10_estimators.ipynb #3827ab64
@@ -109,6 +112,8 @@ def _check_input(x: torch.Tensor, size: int, who: str) -> None:
     if x.ndim != 4 or x.shape[1] != 3 or tuple(x.shape[-2:]) != (size, size):
         raise ValueError(f"{who}: expected images [B,3,{size},{size}] (RGB in [0,1]), got {tuple(x.shape)}")
 
+MIRROR_SIGN = (1.0, -1.0, 1.0, -1.0)   # gaze pitch, yaw, head pitch, yaw of the left-right mirrored image
+
 def eye_box_pixels(box: list[float], size: int) -> tuple[int, int, int, int]:
     "Pixel rows/cols (top, bottom, left, right) of a fractional box in a `size` image."
     t, b, l, r = (int(round(v * size)) for v in box)
@@ -116,7 +121,8 @@ def eye_box_pixels(box: list[float], size: int) -> tuple[int, int, int, int]:
     return t, b, l, r
 
 class GazeEstimator(nn.Module):
-    "Face patch [B,3,S,S] RGB [0,1] -> [B,4]: gaze pitch/yaw, head pitch/yaw (radians, normalised camera)."
+    """Face patch [B,3,S,S] RGB [0,1] -> [B,4]: gaze pitch/yaw, head pitch/yaw (radians, normalised camera).
+    With spec `flip_test`, eval mode averages the reading of the image and of its mirror (yaws negated back)."""
     def __init__(self, spec: dict):
         super().__init__()
         self.spec = dict(spec)
@@ -145,7 +151,11 @@ class GazeEstimator(nn.Module):
         return self.head[:2](torch.cat([f, e], 1))                               # [B,128]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head[2](self.features(x))                                    # [B,4]
+        y = self.head[2](self.features(x))                                       # [B,4]
+        if self.spec.get("flip_test") and not self.training:
+            ym = self.head[2](self.features(x.flip(-1)))                         # [B,4] reading of the mirror
+            y = 0.5 * (y + ym * y.new_tensor(MIRROR_SIGN))                       # [B,4]
+        return y
 
 # %% ../nbs/10_estimators.ipynb #2c88d3a3
 class IdentityNet(nn.Module):
@@ -225,6 +235,13 @@ def random_shift(x: torch.Tensor, max_px: int, gen: torch.Generator) -> torch.Te
     x = x.gather(2, rows[:, None, :, None].expand(B, C, H, W))                   # [B,C,H,W]
     return x.gather(3, cols[:, None, None, :].expand(B, C, H, W))                # [B,C,H,W]
 
+def random_mirror(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    "Mirror a random half of the images left-right and negate their yaws. x [B,C,H,W], y [B,4] gaze/head pitch, yaw."
+    m = (torch.rand(x.shape[0], generator=gen) < 0.5).to(x.device)               # [B] which images to mirror
+    x = torch.where(m[:, None, None, None], x.flip(-1), x)                       # [B,C,H,W]
+    y = torch.where(m[:, None], y * y.new_tensor(MIRROR_SIGN), y)                # [B,4]
+    return x, y
+
 def augment(x: torch.Tensor, gen: torch.Generator, shift_px: int = 0) -> torch.Tensor:
     "Random shift (up to `shift_px`), gain/bias per image, a 3x3 blur on ~1/4 of the images, pixel noise. x [B,3,S,S] in [0,1]."
     B = x.shape[0]
@@ -277,9 +294,10 @@ def train_gaze(spec: dict, ncfg: NetConfig, data: SplitData, cfg: EstimatorConfi
         losses = []
         for idx in _batches(len(data), cfg.batch_size, gen):
             if step >= total: break
-            x = _as_float(data.images[idx], device)                              # [B,3,S,S]
+            x, y = _as_float(data.images[idx], device), target[idx].to(device)   # [B,3,S,S], [B,4]
+            if cfg.augment and cfg.flip: x, y = random_mirror(x, y, gen)
             if cfg.augment: x = augment(x, gen, cfg.shift_px)
-            loss = F.l1_loss(net(x), target[idx].to(device))
+            loss = F.l1_loss(net(x), y)
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); sched.step()
             losses.append(loss.item()); hist["step_loss"].append(loss.item()); step += 1
             bar.update(1); bar.set_postfix(loss=f"{loss.item():.4f}")

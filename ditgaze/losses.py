@@ -27,7 +27,7 @@ class LossConfig:
     face_weight: float = 1.0      # ... face without the eyes ...
     eye_weight: float = 4.0       # ... and the eyes (small region, weighted up)
     preview_weight: float = 0.5   # weight of the same losses on the RGB preview channels of the feature maps
-    gaze: float = 0.1             # functional gaze loss weight, degrees (GazeGaussian: 0.1)
+    gaze: float = 0.01            # functional gaze loss weight, per degree (GazeGaussian: 0.1 on a loss in radians-like units; see above)
     gaze_start: int = 0           # step from which the gaze loss and the perceptual term are on
     code_reg: float = 1e-4        # L2 penalty on identity and expression codes
     encoder_weight: float = 1.0   # weight of the loss of the encoder path (codes predicted from the input image)
@@ -129,4 +129,4 @@ def redirection_loss(out: dict, target: dict, cfg: LossConfig, feats: EstimatorF
     if cfg.code_reg > 0 and "z_id" in out:
         terms["code_reg"] = out["z_id"].pow(2).mean() + out["z_exp"].pow(2).mean()
         loss = loss + cfg.code_reg * terms["code_reg"]
-    return loss, {prefix + k: float(v) for k, v in terms.items()}
+    return loss, {prefix + k: float(v.detach()) for k, v in terms.items()}
