@@ -27,7 +27,7 @@ class LossConfig:
     face_weight: float = 1.0      # ... face without the eyes ...
     eye_weight: float = 4.0       # ... and the eyes (small region, weighted up)
     preview_weight: float = 0.5   # weight of the same losses on the RGB preview channels of the feature maps
-    gaze: float = 0.01            # functional gaze loss weight, per degree (GazeGaussian: 0.1 on a loss in radians-like units; see above)
+    gaze: float = 0.01            # functional gaze loss weight, per degree (GazeGaussian: 0.1, which swamped our image terms; see above)
     gaze_start: int = 0           # step from which the gaze loss and the perceptual term are on
     code_reg: float = 1e-4        # L2 penalty on identity and expression codes
     encoder_weight: float = 1.0   # weight of the loss of the encoder path (codes predicted from the input image)
