@@ -21,11 +21,12 @@ from .runtime import stage_parser, stage_run
 
 # %% auto #0
 __all__ = ['ROLES', 'MIRROR_SIGN', 'CKPT_FORMAT', 'EstimatorError', 'NetConfig', 'EstimatorConfig', 'net_spec', 'conv_bn',
-           'BasicBlock', 'feature_stack', 'eye_box_pixels', 'GazeEstimator', 'IdentityNet', 'CosFaceHead', 'build_net',
-           'SplitData', 'whiten_background', 'discover_splits', 'eye_box_coverage', 'random_shift', 'random_mirror',
-           'augment', 'lr_factor', 'train_gaze', 'predict', 'gaze_report', 'train_identity', 'verification_pairs',
-           'roc_auc', 'best_threshold_accuracy', 'identity_report', 'save_estimator', 'load_estimator', 'load_split',
-           'run_stage', 'main']
+           'BasicBlock', 'feature_stack', 'eye_box_pixels', 'mirror_centres', 'eye_crops', 'EyeLocator',
+           'GazeEstimator', 'IdentityNet', 'CosFaceHead', 'build_net', 'SplitData', 'landmark_eye_centres',
+           'whiten_background', 'discover_splits', 'eye_box_coverage', 'random_shift', 'random_mirror', 'augment',
+           'lr_factor', 'train_gaze', 'predict', 'gaze_report', 'train_identity', 'verification_pairs', 'roc_auc',
+           'best_threshold_accuracy', 'identity_report', 'save_estimator', 'load_estimator', 'load_split', 'run_stage',
+           'main']
 
 # %% ../nbs/10_estimators.ipynb #268fd1c0
 class EstimatorError(ValueError):
@@ -38,6 +39,7 @@ class NetConfig:
     seed: int = 0                            # seeds the initial weights, the shuffling and the augmentation
     epochs: int = 10                         # passes over the train images
     lr: float = 2e-3                         # AdamW peak learning rate (cosine decay to 0 over training)
+    eyes: Literal["strip", "crops"] = "strip"  # gaze nets: "strip" reads the fixed eye_box; "crops" one crop per eye, placed by a learned eye locator (identity: strip)
 
 @dataclass
 class EstimatorConfig:
@@ -49,6 +51,11 @@ class EstimatorConfig:
     face_size: int = 32                      # gaze nets: the whole face, area-downscaled to this many pixels
     eye_box: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.125, 0.875])  # gaze nets: eye strip top, bottom, left, right (fractions of the image)
     eye_size: list[int] = field(default_factory=lambda: [32, 96])  # gaze nets: the eye strip is area-resized to [h, w]
+    eye_crop: list[float] = field(default_factory=lambda: [0.1875, 0.25])  # "crops" nets: each eye's crop h, w (fractions of the image; 24 x 32 px at 128)
+    eye_crop_size: list[int] = field(default_factory=lambda: [48, 64])     # "crops" nets: each crop is bilinearly resampled to [h, w]
+    eye_jitter: float = 0.012                # "crops" nets, training: random offset of the true crop centres, up to this fraction of the image per axis (1.5 px at 128)
+    locator_size: int = 64                   # "crops" nets: the eye locator reads the face area-downscaled to this many pixels
+    locator_weight: float = 10.0             # "crops" nets: weight of the locator's L1 loss on the eye centres (fractions of the image)
     id_size: int = 64                        # identity net: the face, area-downscaled to this many pixels
     id_dim: int = 64                         # identity net: embedding width (L2-normalised)
     id_margin: float = 0.35                  # identity net: CosFace additive cosine margin
@@ -63,7 +70,7 @@ class EstimatorConfig:
     id_pairs: int = 20000                    # verification pairs per split (half same subject, half different)
     eval_batch_size: int = 256               # images per forward pass when evaluating
     gaze_loss: NetConfig = field(default_factory=lambda: NetConfig("vgg", [16, 32, 64], 1, 20, 2e-3))     # the loss estimator
-    gaze_eval: NetConfig = field(default_factory=lambda: NetConfig("resnet", [16, 32, 64], 2, 20, 2e-3))  # the evaluation estimator
+    gaze_eval: NetConfig = field(default_factory=lambda: NetConfig("resnet", [16, 32, 64], 2, 20, 2e-3, "crops"))  # the evaluation estimator
     identity: NetConfig = field(default_factory=lambda: NetConfig("resnet", [16, 32, 64, 128], 3, 10, 2e-3))  # the identity embedding
 
 # %% ../nbs/10_estimators.ipynb #9c80e514
@@ -75,9 +82,13 @@ def net_spec(cfg: EstimatorConfig, role: str) -> dict:
     n = getattr(cfg, role)
     spec = {"role": role, "kind": "identity" if role == "identity" else "gaze", "arch": n.arch, "widths": list(n.widths),
             "image_size": cfg.image_size, "mask_background": cfg.mask_background}
+    allowed = ("strip",) if role == "identity" else ("strip", "crops")          # the identity net reads the whole face
+    if n.eyes not in allowed: raise ValueError(f"estimators.{role}.eyes must be one of {allowed}, got {n.eyes!r}")
     if role == "identity": spec.update(id_size=cfg.id_size, id_dim=cfg.id_dim)
-    else: spec.update(face_size=cfg.face_size, eye_box=list(cfg.eye_box), eye_size=list(cfg.eye_size),
-                      flip_test=bool(cfg.flip_test and role == "gaze_eval"))             # the loss net stays a single pass
+    else:
+        spec.update(face_size=cfg.face_size, flip_test=bool(cfg.flip_test and role == "gaze_eval"))   # the loss net stays a single pass
+        if n.eyes == "strip": spec.update(eye_box=list(cfg.eye_box), eye_size=list(cfg.eye_size))
+        else: spec.update(eyes="crops", eye_crop=list(cfg.eye_crop), eye_crop_size=list(cfg.eye_crop_size), locator_size=cfg.locator_size)
     return spec
 
 # %% ../nbs/10_estimators.ipynb #3827ab64
@@ -120,40 +131,83 @@ def eye_box_pixels(box: list[float], size: int) -> tuple[int, int, int, int]:
     if not (0 <= t < b <= size and 0 <= l < r <= size): raise ValueError(f"eye_box {list(box)} is empty or outside the image")
     return t, b, l, r
 
+def mirror_centres(c: torch.Tensor, size: int) -> torch.Tensor:
+    "Eye centres [B,2,2] (image-left eye first; pixel x, y) of the left-right mirrored `size` image: x -> size - x, the eyes swap."
+    return torch.stack([size - c[..., 0], c[..., 1]], -1).flip(-2)                # [B,2,2]
+
+def eye_crops(x: torch.Tensor, centres: torch.Tensor, crop: tuple[float, float], size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear crops of both eyes. x [B,3,S,S]; centres [B,2,2] pixel (x, y), image-left eye first (pixel i spans
+    [i, i+1]); crop (h, w) in pixels; size (h, w) of the output -> [B,2,3,h,w]. The image-right eye is mirrored,
+    so both crops look like an image-left eye and one conv stack reads both."""
+    B, S = x.shape[0], x.shape[-1]
+    (ch, cw), (H, W) = crop, size
+    ys = (torch.arange(H, device=x.device) + 0.5) * (ch / H) - ch / 2            # [H] row offsets from the centre, pixels
+    xs = (torch.arange(W, device=x.device) + 0.5) * (cw / W) - cw / 2            # [W] column offsets (symmetric about 0)
+    gx = centres[:, :, 0, None, None] + xs.view(1, 1, 1, W)                      # [B,2,1,W]
+    gy = centres[:, :, 1, None, None] + ys.view(1, 1, H, 1)                      # [B,2,H,1]
+    grid = torch.stack(torch.broadcast_tensors(gx, gy), -1) / S * 2 - 1          # [B,2,H,W,2] in grid_sample's [-1,1]
+    out = F.grid_sample(x, grid.reshape(B, 2 * H, W, 2), mode="bilinear", padding_mode="border", align_corners=False)  # [B,3,2H,W]
+    out = out.view(B, 3, 2, H, W).transpose(1, 2)                                # [B,2,3,H,W]
+    return torch.stack([out[:, 0], out[:, 1].flip(-1)], 1)                       # [B,2,3,H,W] second eye mirrored
+
+class EyeLocator(nn.Module):
+    """Face patch [B,3,S,S] -> [B,2,2] pixel (x, y) centres of the image-left and image-right eye: a conv stack on
+    the face area-downscaled to `size`, flattened (where the eyes are is a position), and two linear layers."""
+    def __init__(self, arch: str, image_size: int, size: int, widths: tuple[int, ...] = (16, 32, 64)):
+        super().__init__()
+        self.image_size, self.size, k = image_size, size, 2 ** len(widths)
+        if size % k: raise ValueError(f"locator_size {size} must be divisible by 2^{len(widths)} = {k}")
+        self.stack = feature_stack(arch, list(widths))
+        self.head = nn.Sequential(nn.Linear(widths[-1] * (size // k) ** 2, 128), nn.ReLU(inplace=True), nn.Linear(128, 4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.stack(F.adaptive_avg_pool2d(x, self.size) - 0.5).flatten(1)    # [B,w*(size/k)^2]
+        return (self.head(z).view(-1, 2, 2) + 1) * (self.image_size / 2)        # [B,2,2]: outputs in [-1,1] ~ the image
+
 class GazeEstimator(nn.Module):
     """Face patch [B,3,S,S] RGB [0,1] -> [B,4]: gaze pitch/yaw, head pitch/yaw (radians, normalised camera).
-    With spec `flip_test`, eval mode averages the reading of the image and of its mirror (yaws negated back)."""
+    Spec `eyes`: "strip" (default) reads a fixed eye strip; "crops" reads one crop per eye at `centres` [B,2,2]
+    when given (training), else where its own `locator` puts them. With spec `flip_test`, eval mode averages the
+    reading of the image and of its mirror (yaws negated back)."""
     def __init__(self, spec: dict):
         super().__init__()
         self.spec = dict(spec)
-        w = spec["widths"]; k = 2 ** len(w)
-        fs, (eh, ew) = spec["face_size"], spec["eye_size"]
-        if fs % k or eh % k or ew % k: raise ValueError(f"face_size {fs} and eye_size {[eh, ew]} must be divisible by 2^len(widths) = {k}")
-        self.box = eye_box_pixels(spec["eye_box"], spec["image_size"])
+        self.crops = spec.get("eyes", "strip") == "crops"
+        w, S, fs = spec["widths"], spec["image_size"], spec["face_size"]; k = 2 ** len(w)
+        eh, ew = spec["eye_crop_size"] if self.crops else spec["eye_size"]
+        if fs % k or eh % k or ew % k:
+            raise ValueError(f"face_size {fs} and eye size {[eh, ew]} must be divisible by 2^len(widths) = {k}")
+        if self.crops:
+            self.crop = (spec["eye_crop"][0] * S, spec["eye_crop"][1] * S)      # crop h, w in pixels
+            self.locator = EyeLocator(spec["arch"], S, spec["locator_size"])
+        else: self.box = eye_box_pixels(spec["eye_box"], S)
         self.face = feature_stack(spec["arch"], w)
         self.eye = feature_stack(spec["arch"], w)
-        nf = w[-1] * (fs // k) ** 2 + w[-1] * (eh // k) * (ew // k)
+        nf = w[-1] * (fs // k) ** 2 + (2 if self.crops else 1) * w[-1] * (eh // k) * (ew // k)
         self.head = nn.Sequential(nn.Linear(nf, 128), nn.ReLU(inplace=True), nn.Linear(128, 4))
 
-    def views(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        "The two views: the whole face [B,3,f,f] and the eye strip [B,3,eh,ew], both area-resized."
-        t, b, l, r = self.box
+    def views(self, x: torch.Tensor, centres: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        "The face [B,3,f,f] (area-resized) and the eyes: the strip [B,3,eh,ew], or the crops [B,2,3,eh,ew]."
         face = F.adaptive_avg_pool2d(x, self.spec["face_size"])                 # [B,3,f,f]
-        eye = F.adaptive_avg_pool2d(x[:, :, t:b, l:r], tuple(self.spec["eye_size"]))  # [B,3,eh,ew]
-        return face, eye
+        if self.crops:
+            if centres is None: centres = self.locator(x).detach()              # [B,2,2] (the gaze loss does not move the locator)
+            return face, eye_crops(x, centres, self.crop, tuple(self.spec["eye_crop_size"]))
+        t, b, l, r = self.box
+        return face, F.adaptive_avg_pool2d(x[:, :, t:b, l:r], tuple(self.spec["eye_size"]))  # [B,3,eh,ew]
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor, centres: torch.Tensor | None = None) -> torch.Tensor:
         "The 128-d penultimate features [B,128] (e.g. for an estimator-feature Frechet distance)."
         _check_input(x, self.spec["image_size"], "GazeEstimator")
-        face, eye = self.views(x)
+        face, eye = self.views(x, centres)
         f = self.face(face - 0.5).flatten(1)                                     # [B,nf_face]
-        e = self.eye(eye - 0.5).flatten(1)                                       # [B,nf_eye]
-        return self.head[:2](torch.cat([f, e], 1))                               # [B,128]
+        e = self.eye(eye.flatten(0, 1) - 0.5 if self.crops else eye - 0.5)       # [B(*2),w,eh/k,ew/k]
+        return self.head[:2](torch.cat([f, e.reshape(len(x), -1)], 1))          # [B,128]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.head[2](self.features(x))                                       # [B,4]
+    def forward(self, x: torch.Tensor, centres: torch.Tensor | None = None) -> torch.Tensor:
+        y = self.head[2](self.features(x, centres))                              # [B,4]
         if self.spec.get("flip_test") and not self.training:
-            ym = self.head[2](self.features(x.flip(-1)))                         # [B,4] reading of the mirror
+            cm = None if centres is None else mirror_centres(centres, x.shape[-1])
+            ym = self.head[2](self.features(x.flip(-1), cm))                     # [B,4] reading of the mirror
             y = 0.5 * (y + ym * y.new_tensor(MIRROR_SIGN))                       # [B,4]
         return y
 
@@ -200,10 +254,17 @@ class SplitData:
     subjects: list[str]       # subject names, label order
     name: str = ""            # split name, for reports
     info: dict = field(default_factory=dict)  # what load_split measured (files, eye-box coverage)
+    eye_centres: torch.Tensor | None = None   # [N,2,2] float32 pixel (x, y) of the image-left and image-right eye; None without landmarks
 
     def __len__(self): return len(self.images)
     def subset(self, idx: torch.Tensor) -> "SplitData":
-        return SplitData(self.images[idx], self.gaze[idx], self.head_pose[idx], self.subject[idx], self.subjects, self.name, self.info)
+        return SplitData(self.images[idx], self.gaze[idx], self.head_pose[idx], self.subject[idx], self.subjects, self.name, self.info,
+                         None if self.eye_centres is None else self.eye_centres[idx])
+
+def landmark_eye_centres(lm: torch.Tensor) -> torch.Tensor:
+    "iBUG-68 landmarks [N,68,2] (pixels) -> eye centres [N,2,2]: the mean of each eye's six points (36-41, 42-47), image-left eye first."
+    c = torch.stack([lm[:, 36:42].mean(1), lm[:, 42:48].mean(1)], 1)             # [N,2,2]
+    return torch.where((c[:, 0, 0] > c[:, 1, 0])[:, None, None], c.flip(1), c)   # [N,2,2] sorted by x
 
 def whiten_background(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     "White (1.0, or 255 for uint8) outside `mask`: image [...,3,H,W], mask [...,H,W] (nonzero = head)."
@@ -225,22 +286,26 @@ def eye_box_coverage(eye_mask: torch.Tensor, box: list[float]) -> float:
     return float(eye_mask[:, t:b, l:r].sum().item() / total) if total else float("nan")
 
 # %% ../nbs/10_estimators.ipynb #cafd328c
-def random_shift(x: torch.Tensor, max_px: int, gen: torch.Generator) -> torch.Tensor:
-    "Shift each image by a random whole number of pixels in [-max_px, max_px] per axis, edges replicated. x [B,C,H,W]."
-    if max_px <= 0: return x
+def random_shift(x: torch.Tensor, max_px: int, gen: torch.Generator, offsets: bool = False):
+    """Shift each image by a random whole number of pixels in [-max_px, max_px] per axis, edges replicated. x [B,C,H,W].
+    With `offsets`, returns (shifted x, [B,2] (dy, dx) shifts) so that points in the image can move with it."""
     B, C, H, W = x.shape
+    if max_px <= 0: return (x, torch.zeros(B, 2, dtype=torch.long)) if offsets else x
     d = torch.randint(-max_px, max_px + 1, (B, 2), generator=gen)               # [B,2] (dy, dx)
     rows = (torch.arange(H)[None] - d[:, :1]).clamp(0, H - 1).to(x.device)      # [B,H] source row of each output row
     cols = (torch.arange(W)[None] - d[:, 1:]).clamp(0, W - 1).to(x.device)      # [B,W] source column of each output column
     x = x.gather(2, rows[:, None, :, None].expand(B, C, H, W))                   # [B,C,H,W]
-    return x.gather(3, cols[:, None, None, :].expand(B, C, H, W))                # [B,C,H,W]
+    x = x.gather(3, cols[:, None, None, :].expand(B, C, H, W))                   # [B,C,H,W]
+    return (x, d) if offsets else x
 
-def random_mirror(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    "Mirror a random half of the images left-right and negate their yaws. x [B,C,H,W], y [B,4] gaze/head pitch, yaw."
+def random_mirror(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator, centres: torch.Tensor | None = None):
+    """Mirror a random half of the images left-right and negate their yaws. x [B,C,H,W], y [B,4] gaze/head pitch, yaw;
+    eye `centres` [B,2,2] (or None) follow the mirror. Returns (x, y, centres)."""
     m = (torch.rand(x.shape[0], generator=gen) < 0.5).to(x.device)               # [B] which images to mirror
     x = torch.where(m[:, None, None, None], x.flip(-1), x)                       # [B,C,H,W]
     y = torch.where(m[:, None], y * y.new_tensor(MIRROR_SIGN), y)                # [B,4]
-    return x, y
+    if centres is not None: centres = torch.where(m[:, None, None], mirror_centres(centres, x.shape[-1]), centres)  # [B,2,2]
+    return x, y, centres
 
 def augment(x: torch.Tensor, gen: torch.Generator, shift_px: int = 0) -> torch.Tensor:
     "Random shift (up to `shift_px`), gain/bias per image, a 3x3 blur on ~1/4 of the images, pixel noise. x [B,3,S,S] in [0,1]."
@@ -278,8 +343,12 @@ def _init_net(spec: dict, seed: int, device) -> nn.Module:
 # %% ../nbs/10_estimators.ipynb #67ec9eff
 def train_gaze(spec: dict, ncfg: NetConfig, data: SplitData, cfg: EstimatorConfig, device="cpu",
                progress: bool = True, max_steps: int | None = None) -> tuple[nn.Module, dict]:
-    "Train a gaze/head-pose estimator (L1 on the four angles); returns (net in eval mode, history)."
+    """Train a gaze/head-pose estimator (L1 on the four angles); returns (net in eval mode, history).
+    An `eyes: crops` net reads its crops at the data's eye centres (jittered) and trains its locator on them."""
     device = torch.device(device)
+    crops, S = spec.get("eyes", "strip") == "crops", spec["image_size"]
+    if crops and data.eye_centres is None:
+        raise EstimatorError(f"{data.info.get('folder', data.name)}: no eye centres (key 'facial_landmarks'), needed to train an `eyes: crops` net")
     gen = torch.Generator().manual_seed(ncfg.seed)
     net = _init_net(spec, ncfg.seed, device)
     opt = torch.optim.AdamW(net.parameters(), lr=ncfg.lr, weight_decay=cfg.weight_decay)
@@ -295,9 +364,16 @@ def train_gaze(spec: dict, ncfg: NetConfig, data: SplitData, cfg: EstimatorConfi
         for idx in _batches(len(data), cfg.batch_size, gen):
             if step >= total: break
             x, y = _as_float(data.images[idx], device), target[idx].to(device)   # [B,3,S,S], [B,4]
-            if cfg.augment and cfg.flip: x, y = random_mirror(x, y, gen)
-            if cfg.augment: x = augment(x, gen, cfg.shift_px)
-            loss = F.l1_loss(net(x), y)
+            c = data.eye_centres[idx].to(device) if crops else None             # [B,2,2] pixel (x, y)
+            if cfg.augment and cfg.flip: x, y, c = random_mirror(x, y, gen, c)
+            if cfg.augment:
+                x, d = random_shift(x, cfg.shift_px, gen, offsets=True)          # [B,3,S,S], [B,2] (dy, dx)
+                if crops: c = c + d.flip(1)[:, None].to(c)                       # the eyes move with the image
+                x = augment(x, gen)                                              # gain, bias, blur, noise (no second shift)
+            if crops:
+                cj = c + cfg.eye_jitter * S * (2 * torch.rand(c.shape, generator=gen) - 1).to(c)   # [B,2,2] jittered centres
+                loss = F.l1_loss(net(x, cj), y) + cfg.locator_weight * F.l1_loss(net.locator(x) / S, c / S)
+            else: loss = F.l1_loss(net(x), y)
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); sched.step()
             losses.append(loss.item()); hist["step_loss"].append(loss.item()); step += 1
             bar.update(1); bar.set_postfix(loss=f"{loss.item():.4f}")
@@ -319,8 +395,12 @@ def gaze_report(net: nn.Module, data: SplitData, batch_size: int = 256) -> dict:
     out = predict(net, data.images, batch_size)                                  # [N,4]
     ge = angular_error(out[:, :2].double(), data.gaze.double())                  # [N]
     he = angular_error(out[:, 2:].double(), data.head_pose.double())             # [N]
-    return {"n_images": len(data), "gaze_deg_mean": ge.mean().item(), "gaze_deg_median": ge.median().item(),
-            "head_deg_mean": he.mean().item(), "head_deg_median": he.median().item()}
+    rep = {"n_images": len(data), "gaze_deg_mean": ge.mean().item(), "gaze_deg_median": ge.median().item(),
+           "head_deg_mean": he.mean().item(), "head_deg_median": he.median().item()}
+    if hasattr(net, "locator") and data.eye_centres is not None:                # how far the eye locator is from the landmarks' centres
+        loc = predict(net.locator, data.images, batch_size)                      # [N,2,2]
+        rep["eye_locator_px_mean"] = (loc - data.eye_centres).norm(dim=-1).mean().item()
+    return rep
 
 # %% ../nbs/10_estimators.ipynb #fbbc7c09
 def train_identity(spec: dict, ncfg: NetConfig, data: SplitData, cfg: EstimatorConfig, device="cpu",
@@ -468,13 +548,14 @@ def load_split(folder: str | Path, cfg: EstimatorConfig, progress: bool = True) 
     src, S = ds.sources, ds.image_size
     has_eyes = "left_eye_mask" in src and "right_eye_mask" in src
     t, b, l, r = eye_box_pixels(cfg.eye_box, S)
-    images, eye_in, eye_all = [], 0.0, 0.0
+    images, centres, eye_in, eye_all = [], [], 0.0, 0.0
     for path in tqdm(ds.files, desc=f"read {folder.name}", disable=not progress, leave=False):
         with open_h5(path) as f:                                                 # whole file at once: per-row reads are slow
             img = torch.from_numpy(np.ascontiguousarray(_read_all(f, src["image"])[..., ::-1])).permute(0, 3, 1, 2)  # BGR -> RGB [n,3,S,S]
             if cfg.mask_background:
                 img = whiten_background(img, torch.from_numpy(normalize_mask(_read_all(f, src["head_mask"]))) > 0.5)
             images.append(img.contiguous())
+            if "landmarks" in src: centres.append(landmark_eye_centres(torch.from_numpy(_read_all(f, src["landmarks"])).float()))
             if has_eyes:
                 eye = np.maximum(normalize_mask(_read_all(f, src["left_eye_mask"])), normalize_mask(_read_all(f, src["right_eye_mask"])))
                 eye_all += float(eye.sum()); eye_in += float(eye[:, t:b, l:r].sum())
@@ -487,7 +568,7 @@ def load_split(folder: str | Path, cfg: EstimatorConfig, progress: bool = True) 
     info = {"folder": str(folder), "n_files": len(ds.files), "n_images": len(ds),
             "eye_box_coverage": eye_in / eye_all if eye_all > 0 else None}
     subjects = list(ds.subjects); ds.close()
-    return SplitData(images, gaze, head, subject, subjects, folder.name, info)
+    return SplitData(images, gaze, head, subject, subjects, folder.name, info, torch.cat(centres) if centres else None)
 
 # %% ../nbs/10_estimators.ipynb #bf5a3017
 def _write_json(path: Path, obj) -> None:
@@ -528,7 +609,9 @@ def run_stage(cfg: EstimatorConfig, device="cpu", profile: str = "", progress: b
                 "train_subjects": train.subjects, "history": _summary(hist), "reports": reps, "torch": str(torch.__version__)}
         save_estimator(out / f"{role}.pt", net, meta)
         msg = (f"AUC {reps['test']['roc_auc']:.3f}" if role == "identity" and "test" in reps and reps["test"]["roc_auc"] is not None
-               else f"gaze {reps['test']['gaze_deg_mean']:.2f} deg, head {reps['test']['head_deg_mean']:.2f} deg" if "test" in reps else "")
+               else f"gaze {reps['test']['gaze_deg_mean']:.2f} deg, head {reps['test']['head_deg_mean']:.2f} deg"
+                    + (f", eye locator {reps['test']['eye_locator_px_mean']:.2f} px" if "eye_locator_px_mean" in reps["test"] else "")
+               if "test" in reps else "")
         print(f"[estimators] {role}: {hist['steps']} steps in {hist['seconds']:.0f}s; test {msg} -> {out / f'{role}.pt'}")
     if "test" in splits:
         floor = metrics["splits"]["test"]["gaze_eval"]["gaze_deg_mean"]

@@ -77,6 +77,7 @@ class EstimatorFeatures(nn.Module):
 
     def forward(self, images: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         face, eye = self.net.views(images)
+        if eye.ndim == 5: eye = eye.flatten(0, 1)                          # an `eyes: crops` net: [B,2,3,h,w] -> both eyes as one batch
         feats = self.stages(self.net.face, face - 0.5) + self.stages(self.net.eye, eye - 0.5)
         return feats, self.net(images)
 
