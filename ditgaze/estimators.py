@@ -16,17 +16,17 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .config import load_section, to_dict
-from .geometry import angular_error
+from .geometry import angular_error, project
 from .runtime import stage_parser, stage_run
 
 # %% auto #0
-__all__ = ['ROLES', 'MIRROR_SIGN', 'CKPT_FORMAT', 'EstimatorError', 'NetConfig', 'EstimatorConfig', 'net_spec', 'conv_bn',
-           'BasicBlock', 'feature_stack', 'eye_box_pixels', 'mirror_centres', 'eye_crops', 'EyeLocator',
-           'GazeEstimator', 'IdentityNet', 'CosFaceHead', 'build_net', 'SplitData', 'landmark_eye_centres',
-           'whiten_background', 'discover_splits', 'eye_box_coverage', 'random_shift', 'random_mirror', 'augment',
-           'lr_factor', 'train_gaze', 'predict', 'gaze_report', 'train_identity', 'verification_pairs', 'roc_auc',
-           'best_threshold_accuracy', 'identity_report', 'save_estimator', 'load_estimator', 'load_split', 'run_stage',
-           'main']
+__all__ = ['ROLES', 'MIRROR_SIGN', 'EYE_GEOMETRY_KEYS', 'CKPT_FORMAT', 'EstimatorError', 'NetConfig', 'EstimatorConfig',
+           'net_spec', 'conv_bn', 'BasicBlock', 'feature_stack', 'eye_box_pixels', 'mirror_centres', 'eye_crops',
+           'pixels_to_crop', 'crop_to_pixels', 'EyeLocator', 'GazeEstimator', 'IdentityNet', 'CosFaceHead', 'build_net',
+           'SplitData', 'landmark_eye_centres', 'eye_points', 'whiten_background', 'discover_splits',
+           'eye_box_coverage', 'random_shift', 'random_mirror', 'augment', 'lr_factor', 'train_gaze', 'predict',
+           'gaze_report', 'train_identity', 'verification_pairs', 'roc_auc', 'best_threshold_accuracy',
+           'identity_report', 'save_estimator', 'load_estimator', 'load_split', 'run_stage', 'main']
 
 # %% ../nbs/10_estimators.ipynb #268fd1c0
 class EstimatorError(ValueError):
@@ -56,6 +56,7 @@ class EstimatorConfig:
     eye_jitter: float = 0.012                # "crops" nets, training: random offset of the true crop centres, up to this fraction of the image per axis (1.5 px at 128)
     locator_size: int = 64                   # "crops" nets: the eye locator reads the face area-downscaled to this many pixels
     locator_weight: float = 10.0             # "crops" nets: weight of the locator's L1 loss on the eye centres (fractions of the image)
+    eye_points_weight: float = 1.5           # "crops" nets: weight of the L1 loss on each eye's pupil and eyeball centre (half crop widths); 0 = no eye points (data without eye geometry)
     id_size: int = 64                        # identity net: the face, area-downscaled to this many pixels
     id_dim: int = 64                         # identity net: embedding width (L2-normalised)
     id_margin: float = 0.35                  # identity net: CosFace additive cosine margin
@@ -88,7 +89,8 @@ def net_spec(cfg: EstimatorConfig, role: str) -> dict:
     else:
         spec.update(face_size=cfg.face_size, flip_test=bool(cfg.flip_test and role == "gaze_eval"))   # the loss net stays a single pass
         if n.eyes == "strip": spec.update(eye_box=list(cfg.eye_box), eye_size=list(cfg.eye_size))
-        else: spec.update(eyes="crops", eye_crop=list(cfg.eye_crop), eye_crop_size=list(cfg.eye_crop_size), locator_size=cfg.locator_size)
+        else: spec.update(eyes="crops", eye_crop=list(cfg.eye_crop), eye_crop_size=list(cfg.eye_crop_size), locator_size=cfg.locator_size,
+                          eye_points=cfg.eye_points_weight > 0)
     return spec
 
 # %% ../nbs/10_estimators.ipynb #3827ab64
@@ -150,6 +152,17 @@ def eye_crops(x: torch.Tensor, centres: torch.Tensor, crop: tuple[float, float],
     out = out.view(B, 3, 2, H, W).transpose(1, 2)                                # [B,2,3,H,W]
     return torch.stack([out[:, 0], out[:, 1].flip(-1)], 1)                       # [B,2,3,H,W] second eye mirrored
 
+def pixels_to_crop(p: torch.Tensor, centres: torch.Tensor, crop_w: float) -> torch.Tensor:
+    """Points p [B,2,2] pixel (x, y), one per eye, in the coordinates of that eye's crop (`eye_crops` at `centres`
+    [B,2,2], crop width `crop_w` px): offsets from the crop centre in half crop widths, x negated for the mirrored eye."""
+    sign = p.new_tensor([[1.0, 1.0], [-1.0, 1.0]])                               # [2 eyes, (x, y)]
+    return (p - centres) * sign / (crop_w / 2)                                   # [B,2,2]
+
+def crop_to_pixels(q: torch.Tensor, centres: torch.Tensor, crop_w: float) -> torch.Tensor:
+    "The inverse of `pixels_to_crop`: crop coordinates q [B,2,2] -> pixels [B,2,2]."
+    sign = q.new_tensor([[1.0, 1.0], [-1.0, 1.0]])
+    return centres + q * sign * (crop_w / 2)                                     # [B,2,2]
+
 class EyeLocator(nn.Module):
     """Face patch [B,3,S,S] -> [B,2,2] pixel (x, y) centres of the image-left and image-right eye: a conv stack on
     the face area-downscaled to `size`, flattened (where the eyes are is a position), and two linear layers."""
@@ -167,8 +180,9 @@ class EyeLocator(nn.Module):
 class GazeEstimator(nn.Module):
     """Face patch [B,3,S,S] RGB [0,1] -> [B,4]: gaze pitch/yaw, head pitch/yaw (radians, normalised camera).
     Spec `eyes`: "strip" (default) reads a fixed eye strip; "crops" reads one crop per eye at `centres` [B,2,2]
-    when given (training), else where its own `locator` puts them. With spec `flip_test`, eval mode averages the
-    reading of the image and of its mirror (yaws negated back)."""
+    when given (training), else where its own `locator` puts them. With spec `eye_points` (crops), each eye's
+    features also give its pupil and eyeball centre, which the gaze head reads too. With spec `flip_test`, eval
+    mode averages the reading of the image and of its mirror (yaws negated back)."""
     def __init__(self, spec: dict):
         super().__init__()
         self.spec = dict(spec)
@@ -183,7 +197,11 @@ class GazeEstimator(nn.Module):
         else: self.box = eye_box_pixels(spec["eye_box"], S)
         self.face = feature_stack(spec["arch"], w)
         self.eye = feature_stack(spec["arch"], w)
-        nf = w[-1] * (fs // k) ** 2 + (2 if self.crops else 1) * w[-1] * (eh // k) * (ew // k)
+        ne = w[-1] * (eh // k) * (ew // k)                                       # one eye's flattened features
+        self.has_points = self.crops and bool(spec.get("eye_points"))
+        if self.has_points:                                                      # per eye: pupil (x, y), eyeball centre (x, y)
+            self.points = nn.Sequential(nn.Linear(ne, 64), nn.ReLU(inplace=True), nn.Linear(64, 4))
+        nf = w[-1] * (fs // k) ** 2 + (2 if self.crops else 1) * ne + (8 if self.has_points else 0)
         self.head = nn.Sequential(nn.Linear(nf, 128), nn.ReLU(inplace=True), nn.Linear(128, 4))
 
     def views(self, x: torch.Tensor, centres: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -195,16 +213,32 @@ class GazeEstimator(nn.Module):
         t, b, l, r = self.box
         return face, F.adaptive_avg_pool2d(x[:, :, t:b, l:r], tuple(self.spec["eye_size"]))  # [B,3,eh,ew]
 
-    def features(self, x: torch.Tensor, centres: torch.Tensor | None = None) -> torch.Tensor:
-        "The 128-d penultimate features [B,128] (e.g. for an estimator-feature Frechet distance)."
+    def _read(self, x: torch.Tensor, centres: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        "(penultimate features [B,128], eye points [B,2,4] or None: pupil and eyeball centre (x, y) in each crop, half crop widths from its centre)"
         _check_input(x, self.spec["image_size"], "GazeEstimator")
         face, eye = self.views(x, centres)
         f = self.face(face - 0.5).flatten(1)                                     # [B,nf_face]
-        e = self.eye(eye.flatten(0, 1) - 0.5 if self.crops else eye - 0.5)       # [B(*2),w,eh/k,ew/k]
-        return self.head[:2](torch.cat([f, e.reshape(len(x), -1)], 1))          # [B,128]
+        e = self.eye(eye.flatten(0, 1) - 0.5 if self.crops else eye - 0.5).flatten(1)   # [B(*2),ne]
+        pts = self.points(e).view(len(x), 2, 4) if self.has_points else None     # [B,2,4]
+        z = [f, e.view(len(x), -1)] + ([pts.flatten(1)] if pts is not None else [])
+        return self.head[:2](torch.cat(z, 1)), pts                               # [B,128], [B,2,4]
 
-    def forward(self, x: torch.Tensor, centres: torch.Tensor | None = None) -> torch.Tensor:
-        y = self.head[2](self.features(x, centres))                              # [B,4]
+    def features(self, x: torch.Tensor, centres: torch.Tensor | None = None) -> torch.Tensor:
+        "The 128-d penultimate features [B,128] (e.g. for an estimator-feature Frechet distance)."
+        return self._read(x, centres)[0]
+
+    def eye_points(self, x: torch.Tensor, centres: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        "Pixel (x, y) of the pupil and eyeball centres it reads, ([B,2,2], [B,2,2]), image-left eye first (`eye_points` nets)."
+        if not self.has_points: raise ValueError("this estimator has no eye points (spec eye_points is off or eyes is not 'crops')")
+        if centres is None: centres = self.locator(x)                            # [B,2,2]
+        pts = self._read(x, centres)[1]                                          # [B,2,4]
+        return crop_to_pixels(pts[..., :2], centres, self.crop[1]), crop_to_pixels(pts[..., 2:], centres, self.crop[1])
+
+    def forward(self, x: torch.Tensor, centres: torch.Tensor | None = None, points: bool = False):
+        "[B,4]; with `points`, ([B,4], eye points [B,2,4] or None) from a single pass (training)."
+        h, pts = self._read(x, centres)
+        y = self.head[2](h)                                                      # [B,4]
+        if points: return y, pts
         if self.spec.get("flip_test") and not self.training:
             cm = None if centres is None else mirror_centres(centres, x.shape[-1])
             ym = self.head[2](self.features(x.flip(-1), cm))                     # [B,4] reading of the mirror
@@ -255,16 +289,32 @@ class SplitData:
     name: str = ""            # split name, for reports
     info: dict = field(default_factory=dict)  # what load_split measured (files, eye-box coverage)
     eye_centres: torch.Tensor | None = None   # [N,2,2] float32 pixel (x, y) of the image-left and image-right eye; None without landmarks
+    pupils: torch.Tensor | None = None        # [N,2,2] float32 pixel (x, y) of each eye's pupil centre (same eye order); None without eye geometry
+    eyeballs: torch.Tensor | None = None      # [N,2,2] float32 pixel (x, y) of each eyeball's centre (same eye order); None without eye geometry
 
     def __len__(self): return len(self.images)
     def subset(self, idx: torch.Tensor) -> "SplitData":
+        pick = lambda t: None if t is None else t[idx]
         return SplitData(self.images[idx], self.gaze[idx], self.head_pose[idx], self.subject[idx], self.subjects, self.name, self.info,
-                         None if self.eye_centres is None else self.eye_centres[idx])
+                         pick(self.eye_centres), pick(self.pupils), pick(self.eyeballs))
 
 def landmark_eye_centres(lm: torch.Tensor) -> torch.Tensor:
     "iBUG-68 landmarks [N,68,2] (pixels) -> eye centres [N,2,2]: the mean of each eye's six points (36-41, 42-47), image-left eye first."
     c = torch.stack([lm[:, 36:42].mean(1), lm[:, 42:48].mean(1)], 1)             # [N,2,2]
     return torch.where((c[:, 0, 0] > c[:, 1, 0])[:, None, None], c.flip(1), c)   # [N,2,2] sorted by x
+
+EYE_GEOMETRY_KEYS = ("ditgaze_eyeball_centers", "ditgaze_eyeball_radius", "ditgaze_gaze_target", "w2c_Rmat", "w2c_Tvec", "inmat")
+
+def eye_points(eyeballs: torch.Tensor, radius: torch.Tensor, target: torch.Tensor, R: torch.Tensor, T: torch.Tensor,
+               K: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pixel (x, y) of each eye's pupil centre and eyeball centre, ([N,2,2], [N,2,2]), image-left eye first.
+    eyeballs [N,2,3] and target [N,3]: head frame, mm (both eyes look at the target); radius [N] mm; R [N,3,3],
+    T [N,3]: head -> camera; K [N,3,3]. The pupil centre is where the eye's line of sight leaves the eyeball."""
+    g = F.normalize(target[:, None] - eyeballs, dim=-1)                         # [N,2,3] each eye's line of sight
+    p = project(eyeballs + radius[:, None, None] * g, K, R, T)                  # [N,2,2] pupils
+    c = project(eyeballs, K, R, T)                                               # [N,2,2] eyeball centres
+    swap = (c[:, 0, 0] > c[:, 1, 0])[:, None, None]                             # image-left eye first
+    return torch.where(swap, p.flip(1), p), torch.where(swap, c.flip(1), c)
 
 def whiten_background(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     "White (1.0, or 255 for uint8) outside `mask`: image [...,3,H,W], mask [...,H,W] (nonzero = head)."
@@ -300,11 +350,12 @@ def random_shift(x: torch.Tensor, max_px: int, gen: torch.Generator, offsets: bo
 
 def random_mirror(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator, centres: torch.Tensor | None = None):
     """Mirror a random half of the images left-right and negate their yaws. x [B,C,H,W], y [B,4] gaze/head pitch, yaw;
-    eye `centres` [B,2,2] (or None) follow the mirror. Returns (x, y, centres)."""
+    eye points `centres` [B,...,2,2] (per eye, image-left first; or None) follow the mirror. Returns (x, y, centres)."""
     m = (torch.rand(x.shape[0], generator=gen) < 0.5).to(x.device)               # [B] which images to mirror
     x = torch.where(m[:, None, None, None], x.flip(-1), x)                       # [B,C,H,W]
     y = torch.where(m[:, None], y * y.new_tensor(MIRROR_SIGN), y)                # [B,4]
-    if centres is not None: centres = torch.where(m[:, None, None], mirror_centres(centres, x.shape[-1]), centres)  # [B,2,2]
+    if centres is not None:
+        centres = torch.where(m.view(-1, *[1] * (centres.ndim - 1)), mirror_centres(centres, x.shape[-1]), centres)  # [B,...,2,2]
     return x, y, centres
 
 def augment(x: torch.Tensor, gen: torch.Generator, shift_px: int = 0) -> torch.Tensor:
@@ -344,11 +395,15 @@ def _init_net(spec: dict, seed: int, device) -> nn.Module:
 def train_gaze(spec: dict, ncfg: NetConfig, data: SplitData, cfg: EstimatorConfig, device="cpu",
                progress: bool = True, max_steps: int | None = None) -> tuple[nn.Module, dict]:
     """Train a gaze/head-pose estimator (L1 on the four angles); returns (net in eval mode, history).
-    An `eyes: crops` net reads its crops at the data's eye centres (jittered) and trains its locator on them."""
+    An `eyes: crops` net reads its crops at the data's eye centres (jittered) and trains its locator on them; with
+    eye points, it also learns each eye's pupil and eyeball centre (L1 in crop coordinates, `eye_points_weight`)."""
     device = torch.device(device)
     crops, S = spec.get("eyes", "strip") == "crops", spec["image_size"]
     if crops and data.eye_centres is None:
         raise EstimatorError(f"{data.info.get('folder', data.name)}: no eye centres (key 'facial_landmarks'), needed to train an `eyes: crops` net")
+    if crops and spec.get("eye_points") and data.pupils is None:
+        raise EstimatorError(f"{data.info.get('no_eye_points') or data.info.get('folder', data.name) + ': no eye geometry'}: needed to train "
+                             f"eye points (estimators.eye_points_weight > 0; set it to 0 for data without it)")
     gen = torch.Generator().manual_seed(ncfg.seed)
     net = _init_net(spec, ncfg.seed, device)
     opt = torch.optim.AdamW(net.parameters(), lr=ncfg.lr, weight_decay=cfg.weight_decay)
@@ -364,15 +419,21 @@ def train_gaze(spec: dict, ncfg: NetConfig, data: SplitData, cfg: EstimatorConfi
         for idx in _batches(len(data), cfg.batch_size, gen):
             if step >= total: break
             x, y = _as_float(data.images[idx], device), target[idx].to(device)   # [B,3,S,S], [B,4]
-            c = data.eye_centres[idx].to(device) if crops else None             # [B,2,2] pixel (x, y)
-            if cfg.augment and cfg.flip: x, y, c = random_mirror(x, y, gen, c)
+            pts = None                                                           # [B,P,2,2] pixel (x, y): eye centres (, pupils, eyeballs)
+            if crops: pts = torch.stack([data.eye_centres[idx]] + ([data.pupils[idx], data.eyeballs[idx]] if net.has_points else []), 1).to(device)
+            if cfg.augment and cfg.flip: x, y, pts = random_mirror(x, y, gen, pts)
             if cfg.augment:
                 x, d = random_shift(x, cfg.shift_px, gen, offsets=True)          # [B,3,S,S], [B,2] (dy, dx)
-                if crops: c = c + d.flip(1)[:, None].to(c)                       # the eyes move with the image
+                if crops: pts = pts + d.flip(1)[:, None, None].to(pts)           # the eyes move with the image
                 x = augment(x, gen)                                              # gain, bias, blur, noise (no second shift)
             if crops:
+                c = pts[:, 0]                                                    # [B,2,2] eye centres
                 cj = c + cfg.eye_jitter * S * (2 * torch.rand(c.shape, generator=gen) - 1).to(c)   # [B,2,2] jittered centres
-                loss = F.l1_loss(net(x, cj), y) + cfg.locator_weight * F.l1_loss(net.locator(x) / S, c / S)
+                out, q = net(x, cj, points=True)                                 # [B,4], [B,2,4] or None
+                loss = F.l1_loss(out, y) + cfg.locator_weight * F.l1_loss(net.locator(x) / S, c / S)
+                if net.has_points:                                               # pupil and eyeball centre in crop coordinates
+                    tq = torch.cat([pixels_to_crop(pts[:, 1], cj, net.crop[1]), pixels_to_crop(pts[:, 2], cj, net.crop[1])], -1)  # [B,2,4]
+                    loss = loss + cfg.eye_points_weight * F.l1_loss(q, tq)
             else: loss = F.l1_loss(net(x), y)
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); sched.step()
             losses.append(loss.item()); hist["step_loss"].append(loss.item()); step += 1
@@ -400,6 +461,13 @@ def gaze_report(net: nn.Module, data: SplitData, batch_size: int = 256) -> dict:
     if hasattr(net, "locator") and data.eye_centres is not None:                # how far the eye locator is from the landmarks' centres
         loc = predict(net.locator, data.images, batch_size)                      # [N,2,2]
         rep["eye_locator_px_mean"] = (loc - data.eye_centres).norm(dim=-1).mean().item()
+    if getattr(net, "has_points", False) and data.pupils is not None:           # how far its pupils and eyeball centres are from the truth
+        dev = next(net.parameters()).device
+        with torch.no_grad():
+            p, c = (torch.cat(t) for t in zip(*[[v.cpu() for v in net.eye_points(_as_float(data.images[i:i + batch_size], dev))]
+                                                 for i in range(0, len(data), batch_size)]))   # [N,2,2] each
+        rep["pupil_px_mean"] = (p - data.pupils).norm(dim=-1).mean().item()
+        rep["eyeball_px_mean"] = (c - data.eyeballs).norm(dim=-1).mean().item()
     return rep
 
 # %% ../nbs/10_estimators.ipynb #fbbc7c09
@@ -548,7 +616,7 @@ def load_split(folder: str | Path, cfg: EstimatorConfig, progress: bool = True) 
     src, S = ds.sources, ds.image_size
     has_eyes = "left_eye_mask" in src and "right_eye_mask" in src
     t, b, l, r = eye_box_pixels(cfg.eye_box, S)
-    images, centres, eye_in, eye_all = [], [], 0.0, 0.0
+    images, centres, points, no_points, eye_in, eye_all = [], [], [], "", 0.0, 0.0
     for path in tqdm(ds.files, desc=f"read {folder.name}", disable=not progress, leave=False):
         with open_h5(path) as f:                                                 # whole file at once: per-row reads are slow
             img = torch.from_numpy(np.ascontiguousarray(_read_all(f, src["image"])[..., ::-1])).permute(0, 3, 1, 2)  # BGR -> RGB [n,3,S,S]
@@ -556,6 +624,11 @@ def load_split(folder: str | Path, cfg: EstimatorConfig, progress: bool = True) 
                 img = whiten_background(img, torch.from_numpy(normalize_mask(_read_all(f, src["head_mask"]))) > 0.5)
             images.append(img.contiguous())
             if "landmarks" in src: centres.append(landmark_eye_centres(torch.from_numpy(_read_all(f, src["landmarks"])).float()))
+            if all(k in f for k in EYE_GEOMETRY_KEYS):                           # synthetic data: pupils and eyeball centres
+                pc = torch.stack(eye_points(*(torch.from_numpy(_read_all(f, k)).double() for k in EYE_GEOMETRY_KEYS)), 1)   # [n,2 (pupil, eyeball),2,2]
+                if torch.isfinite(pc).all(): points.append(pc.float())
+                else: no_points = no_points or f"{path}: keys {list(EYE_GEOMETRY_KEYS)} project to non-finite pixels"
+            else: no_points = no_points or f"{path}: no eye geometry (keys {list(EYE_GEOMETRY_KEYS)})"
             if has_eyes:
                 eye = np.maximum(normalize_mask(_read_all(f, src["left_eye_mask"])), normalize_mask(_read_all(f, src["right_eye_mask"])))
                 eye_all += float(eye.sum()); eye_in += float(eye[:, t:b, l:r].sum())
@@ -568,7 +641,10 @@ def load_split(folder: str | Path, cfg: EstimatorConfig, progress: bool = True) 
     info = {"folder": str(folder), "n_files": len(ds.files), "n_images": len(ds),
             "eye_box_coverage": eye_in / eye_all if eye_all > 0 else None}
     subjects = list(ds.subjects); ds.close()
-    return SplitData(images, gaze, head, subject, subjects, folder.name, info, torch.cat(centres) if centres else None)
+    pts = None if no_points else torch.cat(points)                              # [N,2,2,2]; every file or none
+    if no_points: info["no_eye_points"] = no_points                             # why not (train_gaze names it if a net needs them)
+    return SplitData(images, gaze, head, subject, subjects, folder.name, info, torch.cat(centres) if centres else None,
+                     None if pts is None else pts[:, 0], None if pts is None else pts[:, 1])
 
 # %% ../nbs/10_estimators.ipynb #bf5a3017
 def _write_json(path: Path, obj) -> None:
@@ -611,6 +687,8 @@ def run_stage(cfg: EstimatorConfig, device="cpu", profile: str = "", progress: b
         msg = (f"AUC {reps['test']['roc_auc']:.3f}" if role == "identity" and "test" in reps and reps["test"]["roc_auc"] is not None
                else f"gaze {reps['test']['gaze_deg_mean']:.2f} deg, head {reps['test']['head_deg_mean']:.2f} deg"
                     + (f", eye locator {reps['test']['eye_locator_px_mean']:.2f} px" if "eye_locator_px_mean" in reps["test"] else "")
+                    + (f", pupils {reps['test']['pupil_px_mean']:.2f} px, eyeball centres {reps['test']['eyeball_px_mean']:.2f} px"
+                       if "pupil_px_mean" in reps["test"] else "")
                if "test" in reps else "")
         print(f"[estimators] {role}: {hist['steps']} steps in {hist['seconds']:.0f}s; test {msg} -> {out / f'{role}.pt'}")
     if "test" in splits:
