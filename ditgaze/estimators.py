@@ -20,12 +20,12 @@ from .geometry import angular_error, project
 from .runtime import stage_parser, stage_run
 
 # %% auto #0
-__all__ = ['ROLES', 'MIRROR_SIGN', 'EYE_GEOMETRY_KEYS', 'CKPT_FORMAT', 'EstimatorError', 'NetConfig', 'EstimatorConfig',
-           'net_spec', 'conv_bn', 'BasicBlock', 'feature_stack', 'eye_box_pixels', 'mirror_centres', 'eye_crops',
-           'pixels_to_crop', 'crop_to_pixels', 'EyeLocator', 'GazeEstimator', 'IdentityNet', 'CosFaceHead', 'build_net',
-           'SplitData', 'landmark_eye_centres', 'eye_points', 'whiten_background', 'discover_splits',
-           'eye_box_coverage', 'random_shift', 'random_mirror', 'augment', 'lr_factor', 'train_gaze', 'predict',
-           'gaze_report', 'train_identity', 'verification_pairs', 'roc_auc', 'best_threshold_accuracy',
+__all__ = ['ROLES', 'MIRROR_SIGN', 'CROP_SIGN', 'EYE_GEOMETRY_KEYS', 'CKPT_FORMAT', 'EstimatorError', 'NetConfig',
+           'EstimatorConfig', 'net_spec', 'conv_bn', 'BasicBlock', 'feature_stack', 'eye_box_pixels', 'mirror_centres',
+           'eye_crops', 'pixels_to_crop', 'crop_to_pixels', 'EyeLocator', 'GazeEstimator', 'IdentityNet', 'CosFaceHead',
+           'build_net', 'SplitData', 'image_left_first', 'landmark_eye_centres', 'eye_points', 'whiten_background',
+           'discover_splits', 'eye_box_coverage', 'random_shift', 'random_mirror', 'augment', 'lr_factor', 'train_gaze',
+           'predict', 'gaze_report', 'train_identity', 'verification_pairs', 'roc_auc', 'best_threshold_accuracy',
            'identity_report', 'save_estimator', 'load_estimator', 'load_split', 'run_stage', 'main']
 
 # %% ../nbs/10_estimators.ipynb #268fd1c0
@@ -152,16 +152,16 @@ def eye_crops(x: torch.Tensor, centres: torch.Tensor, crop: tuple[float, float],
     out = out.view(B, 3, 2, H, W).transpose(1, 2)                                # [B,2,3,H,W]
     return torch.stack([out[:, 0], out[:, 1].flip(-1)], 1)                       # [B,2,3,H,W] second eye mirrored
 
+CROP_SIGN = ((1.0, 1.0), (-1.0, 1.0))   # [2 eyes, (x, y)]: `eye_crops` mirrors the second eye, so its x runs the other way
+
 def pixels_to_crop(p: torch.Tensor, centres: torch.Tensor, crop_w: float) -> torch.Tensor:
     """Points p [B,2,2] pixel (x, y), one per eye, in the coordinates of that eye's crop (`eye_crops` at `centres`
     [B,2,2], crop width `crop_w` px): offsets from the crop centre in half crop widths, x negated for the mirrored eye."""
-    sign = p.new_tensor([[1.0, 1.0], [-1.0, 1.0]])                               # [2 eyes, (x, y)]
-    return (p - centres) * sign / (crop_w / 2)                                   # [B,2,2]
+    return (p - centres) * p.new_tensor(CROP_SIGN) / (crop_w / 2)               # [B,2,2]
 
 def crop_to_pixels(q: torch.Tensor, centres: torch.Tensor, crop_w: float) -> torch.Tensor:
     "The inverse of `pixels_to_crop`: crop coordinates q [B,2,2] -> pixels [B,2,2]."
-    sign = q.new_tensor([[1.0, 1.0], [-1.0, 1.0]])
-    return centres + q * sign * (crop_w / 2)                                     # [B,2,2]
+    return centres + q * q.new_tensor(CROP_SIGN) * (crop_w / 2)                 # [B,2,2]
 
 class EyeLocator(nn.Module):
     """Face patch [B,3,S,S] -> [B,2,2] pixel (x, y) centres of the image-left and image-right eye: a conv stack on
@@ -298,10 +298,14 @@ class SplitData:
         return SplitData(self.images[idx], self.gaze[idx], self.head_pose[idx], self.subject[idx], self.subjects, self.name, self.info,
                          pick(self.eye_centres), pick(self.pupils), pick(self.eyeballs))
 
+def image_left_first(c: torch.Tensor, *others: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    "Per-eye tensors [N,2,...] with the eyes swapped where the pixel x of `c` [N,2,2] puts the second eye left of the first."
+    swap = c[:, 0, 0] > c[:, 1, 0]                                               # [N]
+    return tuple(torch.where(swap.view(-1, *[1] * (t.ndim - 1)), t.flip(1), t) for t in (c, *others))
+
 def landmark_eye_centres(lm: torch.Tensor) -> torch.Tensor:
     "iBUG-68 landmarks [N,68,2] (pixels) -> eye centres [N,2,2]: the mean of each eye's six points (36-41, 42-47), image-left eye first."
-    c = torch.stack([lm[:, 36:42].mean(1), lm[:, 42:48].mean(1)], 1)             # [N,2,2]
-    return torch.where((c[:, 0, 0] > c[:, 1, 0])[:, None, None], c.flip(1), c)   # [N,2,2] sorted by x
+    return image_left_first(torch.stack([lm[:, 36:42].mean(1), lm[:, 42:48].mean(1)], 1))[0]   # [N,2,2] sorted by x
 
 EYE_GEOMETRY_KEYS = ("ditgaze_eyeball_centers", "ditgaze_eyeball_radius", "ditgaze_gaze_target", "w2c_Rmat", "w2c_Tvec", "inmat")
 
@@ -313,8 +317,8 @@ def eye_points(eyeballs: torch.Tensor, radius: torch.Tensor, target: torch.Tenso
     g = F.normalize(target[:, None] - eyeballs, dim=-1)                         # [N,2,3] each eye's line of sight
     p = project(eyeballs + radius[:, None, None] * g, K, R, T)                  # [N,2,2] pupils
     c = project(eyeballs, K, R, T)                                               # [N,2,2] eyeball centres
-    swap = (c[:, 0, 0] > c[:, 1, 0])[:, None, None]                             # image-left eye first
-    return torch.where(swap, p.flip(1), p), torch.where(swap, c.flip(1), c)
+    c, p = image_left_first(c, p)
+    return p, c
 
 def whiten_background(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     "White (1.0, or 255 for uint8) outside `mask`: image [...,3,H,W], mask [...,H,W] (nonzero = head)."
@@ -458,13 +462,14 @@ def gaze_report(net: nn.Module, data: SplitData, batch_size: int = 256) -> dict:
     he = angular_error(out[:, 2:].double(), data.head_pose.double())             # [N]
     rep = {"n_images": len(data), "gaze_deg_mean": ge.mean().item(), "gaze_deg_median": ge.median().item(),
            "head_deg_mean": he.mean().item(), "head_deg_median": he.median().item()}
-    if hasattr(net, "locator") and data.eye_centres is not None:                # how far the eye locator is from the landmarks' centres
-        loc = predict(net.locator, data.images, batch_size)                      # [N,2,2]
+    if not hasattr(net, "locator"): return rep
+    loc = predict(net.locator, data.images, batch_size)                          # [N,2,2] where the net puts the eyes
+    if data.eye_centres is not None:                                             # how far that is from the landmarks' centres
         rep["eye_locator_px_mean"] = (loc - data.eye_centres).norm(dim=-1).mean().item()
-    if getattr(net, "has_points", False) and data.pupils is not None:           # how far its pupils and eyeball centres are from the truth
+    if net.has_points and data.pupils is not None:                               # how far its pupils and eyeball centres are from the truth
         dev = next(net.parameters()).device
         with torch.no_grad():
-            p, c = (torch.cat(t) for t in zip(*[[v.cpu() for v in net.eye_points(_as_float(data.images[i:i + batch_size], dev))]
+            p, c = (torch.cat(t) for t in zip(*[[v.cpu() for v in net.eye_points(_as_float(data.images[i:i + batch_size], dev), loc[i:i + batch_size].to(dev))]
                                                  for i in range(0, len(data), batch_size)]))   # [N,2,2] each
         rep["pupil_px_mean"] = (p - data.pupils).norm(dim=-1).mean().item()
         rep["eyeball_px_mean"] = (c - data.eyeballs).norm(dim=-1).mean().item()
