@@ -53,7 +53,7 @@ class EstimatorConfig:
     eye_size: list[int] = field(default_factory=lambda: [32, 96])  # gaze nets: the eye strip is area-resized to [h, w]
     eye_crop: list[float] = field(default_factory=lambda: [0.1875, 0.25])  # "crops" nets: each eye's crop h, w (fractions of the image; 24 x 32 px at 128)
     eye_crop_size: list[int] = field(default_factory=lambda: [48, 64])     # "crops" nets: each crop is bilinearly resampled to [h, w]
-    eye_jitter: float = 0.012                # "crops" nets, training: random offset of the true crop centres, up to this fraction of the image per axis (1.5 px at 128)
+    eye_jitter: float = 0.024                # "crops" nets, training: random offset of the true crop centres, up to this fraction of the image per axis (3 px at 128)
     locator_size: int = 64                   # "crops" nets: the eye locator reads the face area-downscaled to this many pixels
     locator_weight: float = 10.0             # "crops" nets: weight of the locator's L1 loss on the eye centres (fractions of the image)
     eye_points_weight: float = 1.5           # "crops" nets: weight of the L1 loss on each eye's pupil and eyeball centre (half crop widths); 0 = no eye points (data without eye geometry)
@@ -134,7 +134,7 @@ def eye_box_pixels(box: list[float], size: int) -> tuple[int, int, int, int]:
     return t, b, l, r
 
 def mirror_centres(c: torch.Tensor, size: int) -> torch.Tensor:
-    "Eye centres [B,2,2] (image-left eye first; pixel x, y) of the left-right mirrored `size` image: x -> size - x, the eyes swap."
+    "Per-eye points [...,2,2] (image-left eye first; pixel x, y) in the left-right mirrored `size` image: x -> size - x, the eyes swap."
     return torch.stack([size - c[..., 0], c[..., 1]], -1).flip(-2)                # [B,2,2]
 
 def eye_crops(x: torch.Tensor, centres: torch.Tensor, crop: tuple[float, float], size: tuple[int, int]) -> torch.Tensor:
@@ -352,15 +352,15 @@ def random_shift(x: torch.Tensor, max_px: int, gen: torch.Generator, offsets: bo
     x = x.gather(3, cols[:, None, None, :].expand(B, C, H, W))                   # [B,C,H,W]
     return (x, d) if offsets else x
 
-def random_mirror(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator, centres: torch.Tensor | None = None):
+def random_mirror(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator, points: torch.Tensor | None = None):
     """Mirror a random half of the images left-right and negate their yaws. x [B,C,H,W], y [B,4] gaze/head pitch, yaw;
-    eye points `centres` [B,...,2,2] (per eye, image-left first; or None) follow the mirror. Returns (x, y, centres)."""
+    eye `points` [B,...,2,2] (pixel (x, y) per eye, image-left eye first; or None) follow the mirror. Returns (x, y, points)."""
     m = (torch.rand(x.shape[0], generator=gen) < 0.5).to(x.device)               # [B] which images to mirror
     x = torch.where(m[:, None, None, None], x.flip(-1), x)                       # [B,C,H,W]
     y = torch.where(m[:, None], y * y.new_tensor(MIRROR_SIGN), y)                # [B,4]
-    if centres is not None:
-        centres = torch.where(m.view(-1, *[1] * (centres.ndim - 1)), mirror_centres(centres, x.shape[-1]), centres)  # [B,...,2,2]
-    return x, y, centres
+    if points is not None:
+        points = torch.where(m.view(-1, *[1] * (points.ndim - 1)), mirror_centres(points, x.shape[-1]), points)  # [B,...,2,2]
+    return x, y, points
 
 def augment(x: torch.Tensor, gen: torch.Generator, shift_px: int = 0) -> torch.Tensor:
     "Random shift (up to `shift_px`), gain/bias per image, a 3x3 blur on ~1/4 of the images, pixel noise. x [B,3,S,S] in [0,1]."
@@ -468,9 +468,12 @@ def gaze_report(net: nn.Module, data: SplitData, batch_size: int = 256) -> dict:
         rep["eye_locator_px_mean"] = (loc - data.eye_centres).norm(dim=-1).mean().item()
     if net.has_points and data.pupils is not None:                               # how far its pupils and eyeball centres are from the truth
         dev = next(net.parameters()).device
+        p, c = [], []
         with torch.no_grad():
-            p, c = (torch.cat(t) for t in zip(*[[v.cpu() for v in net.eye_points(_as_float(data.images[i:i + batch_size], dev), loc[i:i + batch_size].to(dev))]
-                                                 for i in range(0, len(data), batch_size)]))   # [N,2,2] each
+            for i in range(0, len(data), batch_size):                            # at the centres the locator gave
+                pb, cb = net.eye_points(_as_float(data.images[i:i + batch_size], dev), loc[i:i + batch_size].to(dev))   # [b,2,2] each
+                p.append(pb.cpu()); c.append(cb.cpu())
+        p, c = torch.cat(p), torch.cat(c)                                        # [N,2,2] each
         rep["pupil_px_mean"] = (p - data.pupils).norm(dim=-1).mean().item()
         rep["eyeball_px_mean"] = (c - data.eyeballs).norm(dim=-1).mean().item()
     return rep
