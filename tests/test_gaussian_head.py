@@ -1,12 +1,16 @@
 "Tests of ditgaze.gaussian_head that do not belong in the notebook: config from YAML, bad input, conventions end to end, determinism, a short fit."
 import math, textwrap
+from pathlib import Path
 
 import pytest
 import torch
 
-from ditgaze.config import ConfigError, load_section
+from ditgaze.config import ConfigError, load_params
 from ditgaze.gaussian_head import (GaussianHead, GaussianHeadConfig, render_streams, toy_face, viewmat)
 from ditgaze.geometry import euler_to_matrix, focal_for_size, pitchyaw_to_vector, project
+from ditgaze.training import GaussiansConfig
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def small_head(seed=0, **kw):
@@ -16,20 +20,31 @@ def small_head(seed=0, **kw):
 
 
 def test_config_from_params_yaml(tmp_path):
+    "The head config lives at `gaussians.streams.head`: defaults from the dataclass, then the section, then the profile; typos are named."
     p = tmp_path / "params.yaml"
     p.write_text(textwrap.dedent("""
         profile: smoke
         profiles:
-          smoke: {gaussian_head: {n_face: 500, n_eye: 100}}
-        gaussian_head: {n_face: 2000, n_eye: 200, feature_dim: 32, id_dim: 32, exp_dim: 16, posenc_freqs: 4, hidden: 128,
-          depth: 3, offset_scale_mm: 10.0, deform_init_std: 0.001, code_init_std: 0.1, face_opacity: 0.3, eye_opacity: 0.9,
-          residual_bound_deg: 3.0, pitch_max_deg: 50.0, yaw_max_deg: 60.0, background: 1.0, encoder_width: 32,
-          fit_steps: 20, fit_lr: 0.01, seed: 0}
+          smoke: {gaussians: {streams: {head: {n_face: 500, n_eye: 100}}}}
+        gaussians:
+          streams: {head: {n_face: 2000, feature_dim: 16, seed: 3}}
     """))
-    cfg = load_section(GaussianHeadConfig, "gaussian_head", p)
-    assert (cfg.n_face, cfg.n_eye, cfg.feature_dim) == (500, 100, 32)
-    p.write_text(p.read_text().replace("seed: 0}", "seed: 0, n_faces: 3}"))
-    with pytest.raises(ConfigError, match="n_faces"): load_section(GaussianHeadConfig, "gaussian_head", p)
+    head = load_params(p, {"gaussians": GaussiansConfig})["gaussians"].streams.head
+    assert (head.n_face, head.n_eye, head.feature_dim, head.seed) == (500, 100, 16, 3)
+    assert head.hidden == GaussianHeadConfig().hidden                               # absent keys: the dataclass default
+    assert load_params(p, {"gaussians": GaussiansConfig}, "smoke")["gaussians"].streams.head == head
+    p.write_text(p.read_text().replace("seed: 3}", "seed: 3, n_faces: 3}"))
+    with pytest.raises(ConfigError, match=f"{p}: unknown key 'gaussians.streams.head.n_faces'"): load_params(p, {"gaussians": GaussiansConfig})
+    p.write_text(p.read_text().replace("n_faces: 3", "face_opacity: 1.5"))
+    with pytest.raises(ConfigError, match="key 'gaussians.streams.head.face_opacity': must be in \\(0, 1\\)"): load_params(p, {"gaussians": GaussiansConfig})
+
+
+def test_dataclass_defaults_are_the_default_profile():
+    "params.yaml's default profile changes nothing in the head: `GaussianHeadConfig()` is what the pipeline trains by default."
+    head = load_params(ROOT / "params.yaml", {"gaussians": GaussiansConfig}, "default")["gaussians"].streams.head
+    assert head == GaussianHeadConfig()
+    smoke = load_params(ROOT / "params.yaml", {"gaussians": GaussiansConfig}, "smoke")["gaussians"].streams.head
+    assert smoke != head and smoke.n_face == 300
 
 
 def test_bad_inputs_name_the_argument():

@@ -1,5 +1,5 @@
-"""The DVC pipeline end to end on the `smoke` profile, in a copy of the repository: every stage runs,
-the tables hold the reference rows and the baseline, and a training run killed mid-way resumes under
+"""The DVC pipeline end to end on the `smoke` profile, in a copy of the repository: every stage writes what dvc.yaml
+declares, the tables hold the reference rows and the baseline's, and a training run killed mid-way resumes under
 `dvc repro` to the same weights and metrics as the uninterrupted run."""
 import json, os, shutil, signal, subprocess, sys, time
 from pathlib import Path
@@ -9,7 +9,9 @@ import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
+BIN = Path(sys.executable).parent          # the venv's bin: ditgaze, dvc, papermill
+SPLITS = ("test", "shift_light", "shift_identity")
+REFS = ["copy_input", "mean_face", "ground_truth"]
 
 
 def _env():
@@ -31,6 +33,18 @@ def repro(cwd):
     return _run(["dvc", "repro"], cwd)
 
 
+def declared_outputs(repo: Path) -> dict[str, list[str]]:
+    "Every stage's declared outs, metrics and plots, per stage (foreach stages expanded over the runs of params.yaml)."
+    stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
+    runs = yaml.safe_load((repo / "params.yaml").read_text())["runs"]
+    out = {}
+    for name, st in stages.items():
+        for key, body in ([(k, st["do"]) for k in runs] if "foreach" in st else [(None, st)]):
+            paths = [next(iter(o)) if isinstance(o, dict) else o for kind in ("outs", "metrics", "plots") for o in body.get(kind, [])]
+            out[f"{name}@{key}" if key else name] = [p.replace("${key}", key) if key else p for p in paths]
+    return out
+
+
 @pytest.fixture(scope="module")
 def smoke_repo(tmp_path_factory):
     dst = tmp_path_factory.mktemp("smoke") / "repo"
@@ -39,8 +53,9 @@ def smoke_repo(tmp_path_factory):
         if (ROOT / f).is_file():
             (dst / f).parent.mkdir(parents=True, exist_ok=True); shutil.copy2(ROOT / f, dst / f)
     params = (dst / "params.yaml").read_text()
-    assert "\nprofile: default\n" in params
-    (dst / "params.yaml").write_text(params.replace("\nprofile: default\n", "\nprofile: smoke\n"))
+    assert yaml.safe_load(params)["profile"] == "default"
+    (dst / "params.yaml").write_text(params.replace("\nprofile: default", "\nprofile: smoke", 1))    # the file's comments stay
+    assert yaml.safe_load((dst / "params.yaml").read_text())["profile"] == "smoke"
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "smoke"]):
         _run(cmd, dst)
     t0 = time.perf_counter()
@@ -52,41 +67,61 @@ def smoke_repo(tmp_path_factory):
 def test_every_stage_writes_its_outputs(smoke_repo):
     r = _run(["dvc", "status"], smoke_repo)
     assert "up to date" in r.stdout, r.stdout
-    for f in ("reports/run/params_resolved.yaml", "reports/data/contact_sheet.png", "runs/estimators/gaze_eval.pt",
-              "runs/baseline/last.pt", "reports/train/baseline/curve.tsv", "reports/figures/baseline_pairs.png",
-              "reports/figures/baseline_sweep.png", "reports/analysis/gaze_sweep.png", "reports/analysis/gaze_sweep.ipynb", "reports/tables/test.md", "reports/tables/shift_light.md"):
+    assert yaml.safe_load((smoke_repo / "reports/run/params_resolved.yaml").read_text())["profile"] == "smoke"
+    outs = declared_outputs(smoke_repo)
+    assert {"config", "generate", "estimators", "gaussians", "train@baseline", "references", "evaluate@baseline", "report",
+            "analysis_sweep"} == set(outs), sorted(outs)
+    for stage, paths in outs.items():
+        for p in paths:
+            f = smoke_repo / p
+            assert f.is_file() and f.stat().st_size > 0 or f.is_dir() and any(f.iterdir()), f"{stage}: {p} missing or empty"
+    for f in ("reports/run/valid.txt", "reports/run/environment.json", "data/synthetic/manifest.json",
+              "runs/estimators/gaze_loss.pt", "runs/estimators/gaze_eval.pt", "runs/estimators/identity.pt",
+              "runs/gaussians/last.pt", "runs/baseline/last.pt", "reports/train/gaussians.tsv", "reports/train/baseline.tsv",
+              "reports/figures/baseline_pairs.png", "reports/figures/baseline_sweep.png", "reports/data/contact_sheet.png",
+              "reports/analysis/gaze_sweep.png", "reports/analysis/gaze_sweep.ipynb",
+              *[f"reports/eval/{g}/{s}{x}" for g in ("references", "baseline") for s in SPLITS for x in (".json", "_pairs.csv")],
+              *[f"reports/metrics/{s}.json" for s in SPLITS], *[f"reports/tables/{s}.md" for s in SPLITS],
+              *[f"reports/speed/{g}/{s}.json" for g in ("references", "baseline") for s in SPLITS]):
         assert (smoke_repo / f).is_file(), f
-    speed = json.loads((smoke_repo / "reports/speed/test.json").read_text())["models"]
+    speed = json.loads((smoke_repo / "reports/speed/baseline/test.json").read_text())["rows"]
     assert speed["baseline"]["fps"]["images_per_second"] > 0
+    assert speed["baseline_fit"]["fps"]["images_per_second"] > 0 and speed["baseline_fit"]["fit_seconds_per_subject"]["mean"] > 0
 
 
 def test_tables_hold_reference_rows_and_baseline(smoke_repo):
-    m = json.loads((smoke_repo / "reports/metrics/test.json").read_text())
-    text = json.dumps(m)
-    for row in ("copy_input", "ground_truth", "baseline", "baseline_fit"): assert f'"{row}"' in text, row
-    table = (smoke_repo / "reports/tables/test.md").read_text()
-    assert "ynthetic" in table and "baseline" in table and "copy_input" in table.replace("copy input", "copy_input")
+    for split in SPLITS:
+        m = json.loads((smoke_repo / f"reports/metrics/{split}.json").read_text())
+        assert list(m["rows"]) == [*REFS, "baseline", "baseline_fit"], (split, list(m["rows"]))
+        assert m["rows"]["baseline"]["kind"] == "model" and m["rows"]["baseline_fit"]["kind"] == "fitted"
+        assert "fps" not in json.dumps(m)                                    # DVC metrics: no measurements of this machine
+        table = (smoke_repo / f"reports/tables/{split}.md").read_text()
+        assert "**Synthetic data**" in table and "| copy input (reference: floor) |" in table and "| ground truth (reference: ceiling) |" in table
+        assert "| mean face (reference: a generic face) |" in table and "| baseline |" in table and "| baseline, fitted" in table
 
 
 def test_killed_training_resumes_to_the_same_result(smoke_repo):
-    "Kill the training stage after its first checkpoint, `dvc repro`, compare with the uninterrupted run."
+    "Kill `ditgaze train baseline` after its first checkpoint, `dvc repro`, compare with the uninterrupted run."
     run_dir = smoke_repo / "runs/baseline"
     reference = torch.load(run_dir / "last.pt", weights_only=False)
-    metrics_before = json.loads((smoke_repo / "reports/metrics/test.json").read_text())
+    metrics_before = {s: json.loads((smoke_repo / f"reports/metrics/{s}.json").read_text()) for s in SPLITS}
     shutil.rmtree(run_dir)
-    p = subprocess.Popen([sys.executable, "-m", "ditgaze.train_redirector", "--params", "params.yaml", "--section", "train_baseline"],
-                         cwd=smoke_repo, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 600
-    while not (run_dir / "last.pt").exists():
-        assert p.poll() is None, "training ended before its first checkpoint"
-        assert time.time() < deadline; time.sleep(0.2)
-    p.send_signal(signal.SIGKILL); p.wait()
+    p = subprocess.Popen([str(BIN / "ditgaze"), "train", "baseline", "--no-progress"], cwd=smoke_repo, env=_env(),
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 600
+        while not (run_dir / "last.pt").exists():
+            assert p.poll() is None, "training ended before its first checkpoint"
+            assert time.time() < deadline; time.sleep(0.2)
+    finally:
+        if p.poll() is None: os.killpg(p.pid, signal.SIGKILL)             # the run and its geometry workers, as a kill would
+        p.wait()
     killed_at = torch.load(run_dir / "last.pt", weights_only=False)["step"]
     assert 0 < killed_at < reference["step"], killed_at
-    r = repro(smoke_repo)
-    assert "train_baseline" in r.stdout
+    r = _run(["dvc", "repro"], smoke_repo)
+    assert "train@baseline" in r.stdout, r.stdout[-3000:]
     resumed = torch.load(run_dir / "last.pt", weights_only=False)
     assert resumed["step"] == reference["step"]
     for k, v in reference["model"].items(): assert torch.equal(v, resumed["model"][k]), k   # CPU: bit-identical
-    metrics_after = json.loads((smoke_repo / "reports/metrics/test.json").read_text())
-    assert metrics_after == metrics_before
+    assert {s: json.loads((smoke_repo / f"reports/metrics/{s}.json").read_text()) for s in SPLITS} == metrics_before
+    assert "up to date" in _run(["dvc", "status"], smoke_repo).stdout
