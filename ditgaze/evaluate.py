@@ -39,9 +39,11 @@ class FitConfig:
     steps: int = 10          # test-time fitting: Adam steps per subject (0: no fitted rows)
     lr: float = 0.01         # its learning rate
     renderer: bool = True    # also adapt the renderer's last layer, shared by the subject's images (else the codes only)
+    splits: list[str] = field(default_factory=lambda: ["test"])  # splits that get fitted rows (fitting costs ~10x a feed-forward row)
 
     def __post_init__(self):
         check(self.steps >= 0, "steps", f"must be >= 0, got {self.steps}")
+        check(all(isinstance(x, str) and x for x in self.splits), "splits", f"must be a list of split names, got {self.splits}")
         check(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
 
 @dataclass
@@ -296,12 +298,15 @@ def evaluate_split(pred: Predictor, sp: SplitPairs, truth: Truth, nets: EvalNets
         inp["pair_index"] = torch.as_tensor(b, device=device)
         seen = tgt if pred.full_target else target_labels(tgt)
         who = f"predictor '{pred.name}' output"
+        t0 = time.perf_counter()
         out = check_images(pred.fn(inp, seen), who)
+        if torch.device(device).type == "cuda": torch.cuda.synchronize(device)
+        dt = time.perf_counter() - t0
         if out.shape != tgt["image"].shape: raise EvaluateError(f"{who}: shape {tuple(out.shape)}, expected {tuple(tgt['image'].shape)} (the target's)")
-        if timed and fps is None:
-            fits = len(pred.fit_seconds)
+        if timed and fps is None and pred.kind == "fitted":                      # that call fitted the subject: time it as it ran
+            fps = {"images_per_second": len(b) / dt, "ms_per_image": 1000 * dt / len(b), "n_images": len(b), "repeats": 1, "device": str(device)}
+        elif timed and fps is None:
             fps = images_per_second(lambda: pred.fn(inp, seen), len(b), device, warmup=0, repeats=cfg.fps_repeats)
-            del pred.fit_seconds[fits:]                                          # timing runs are not subjects
         gt = whitened(tgt)
         vals = image_metrics(out, gt, lpips_model=nets.lpips)
         r_gen = features(nets.gaze, out, cfg.batch_size, who).double()           # [B,4]
@@ -351,7 +356,8 @@ def evaluate_group(group: str, predictors: list[Predictor], cfg: EvaluateConfig,
             raise EvaluateError(f"{sp.files[0]}: key 'face_patch': images are {sp.arrays['image'].shape[-1]} px but the estimators "
                                 f"({nets.paths['gaze_eval']}) take {nets.gaze.spec['image_size']} px")
         truth = read_truth(sp, nets, cfg, device)
-        results = [evaluate_split(p, sp, truth, nets, cfg, device, progress) for p in predictors]
+        preds = [p for p in predictors if p.kind != "fitted" or split in cfg.fit.splits]   # fitted rows only where asked
+        results = [evaluate_split(p, sp, truth, nets, cfg, device, progress) for p in preds]
         rows = {r["name"]: {"label": r["label"], "kind": r["kind"], **{k: v for k, v in r["summary"].items() if k not in TIMING_KEYS}} for r in results}
         doc = {"split": split, "group": group, "dataset": cfg.dataset, "pairs_file": str(sp.pairs_file), "n_pairs": len(sp),
                "n_subjects": len({s for s, _, _ in sp.rows}), "estimators": nets.paths, "lpips": nets.lpips_desc, "fid_features": nets.fid_desc, "rows": rows}
