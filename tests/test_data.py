@@ -139,9 +139,10 @@ def test_layouts_read_the_same(tmp_path, kind):
     assert info.layout == {"gazegaussian": "gazenerf"}.get(kind, kind) and info.n == 6 and info.image_size == 8
     ds = SubjectDataset([p])
     fields = {"ditgaze": {"image", "head_mask", "left_eye_mask", "right_eye_mask", "gaze", "gaze_head", "head_pose", "w2c", "K",
-                          "landmarks", "eyeball_centers", "frame_index", "cam_index", "subject"},
+                          "landmarks", "landmarks_3d", "eyeball_centers", "frame_index", "cam_index", "subject"},
               "xgaze": {"image", "gaze", "head_pose", "frame_index", "cam_index", "subject"}}
-    fields["gazenerf"] = fields["gazegaussian"] = fields["ditgaze"] - {"eyeball_centers"}
+    fields["gazegaussian"] = fields["ditgaze"] - {"eyeball_centers"}              # GazeGaussian's files add the 3-D landmarks
+    fields["gazenerf"] = fields["gazegaussian"] - {"landmarks_3d"}
     d = ds[4]
     assert set(d) == fields[kind]
     rgb = a["face_patch"][4][..., ::-1].transpose(2, 0, 1).astype(np.float32) / 255                 # BGR -> RGB
