@@ -145,7 +145,9 @@ def model_predictors(name: str, checkpoint: str | Path, fit_cfg: FitConfig, devi
     if fit_cfg.steps > 0:
         def fitted(inp: dict, tgt: dict) -> torch.Tensor:
             src = {"w2c": inp["w2c"], "K": inp["K"]}
-            with torch.enable_grad(): r = fit(model, inp["image"], inp["gaze"], src, fit_cfg.steps, fit_cfg.lr, fit_cfg.renderer)
+            # fit to the input as the renderer was trained to draw it: white outside the head (a grey background to copy would pull
+            # the adapted layer away from every target)
+            with torch.enable_grad(): r = fit(model, whitened(inp), inp["gaze"], src, fit_cfg.steps, fit_cfg.lr, fit_cfg.renderer)
             row.fit_seconds.append(r.seconds)
             return redirect_fitted(model, r, inp["image"], tgt["gaze"], {"w2c": tgt["w2c"], "K": tgt["K"]}, src)
         what = "codes and last layer" if fit_cfg.renderer else "codes"
