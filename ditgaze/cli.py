@@ -124,12 +124,12 @@ def figures(name: str, model, dataset: Path, out: Path, n_subjects: int = 6, pit
     i, j = torch.as_tensor(rows[:, 0]), torch.as_tensor(rows[:, 1])
     src, tgt = a["image"][i].float() / 255, a["image"][j].float() / 255
     cam = lambda k: {"w2c": a["w2c"][k], "K": a["K"][k]}
-    pred = redirect(model, src, a["gaze"][j], camera=cam(j), source_camera=cam(i))
+    pred = redirect(model, src, a["gaze"][j], camera=cam(j), source_camera=cam(i), source_gaze=a["gaze"][i])
     pairs_figure({"source": src, "target": tgt, name: pred}, out / f"{name}_pairs.png",
                  titles={"source": [f"source {deg(g)}" for g in a["gaze"][i]], "target": [f"target {deg(g)}" for g in a["gaze"][j]]},
                  row_labels=[ds.subjects[int(s)] for s in a["subject"][i]], title=f"{name}: one test pair per subject (gaze pitch, yaw in degrees)")
     k = int(i[0])
-    sweep_figure(src[0], sweep(model, src[0], {"w2c": a["w2c"][k], "K": a["K"][k]}, pitches, yaws), pitches, yaws, out / f"{name}_sweep.png",
+    sweep_figure(src[0], sweep(model, src[0], {"w2c": a["w2c"][k], "K": a["K"][k]}, pitches, yaws, a["gaze"][k]), pitches, yaws, out / f"{name}_sweep.png",
                  f"input {deg(a['gaze'][k])}")
     ds.close()
 

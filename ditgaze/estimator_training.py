@@ -60,7 +60,7 @@ class EstimatorConfig:
     eye_box: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.125, 0.875])  # "strip" nets: eye strip top, bottom, left, right (fractions of the image)
     eye_size: list[int] = field(default_factory=lambda: [32, 96])  # "strip" nets: the eye strip is area-resized to [h, w]
     eye_crop: list[float] = field(default_factory=lambda: [0.1875, 0.25])  # "crops" nets: each eye's crop h, w (fractions of the image; 24 x 32 px at 128)
-    eye_crop_size: list[int] = field(default_factory=lambda: [48, 64])     # "crops" nets: each crop is bilinearly resampled to [h, w]
+    eye_crop_size: list[int] = field(default_factory=lambda: [32, 48])     # "crops" nets: each crop is bilinearly resampled to [h, w] (a 24 x 32 crop at 128 px, upsampled 1.3-1.5x)
     eye_jitter: float = 0.024                # "crops" nets, training: random offset of the true crop centres, up to this fraction of the image per axis (3 px at 128)
     locator_size: int = 64                   # "crops" nets: the eye locator reads the face area-downscaled to this many pixels
     locator_weight: float = 10.0             # "crops" nets: weight of the locator's L1 loss on the eye centres (fractions of the image)

@@ -149,7 +149,7 @@ def model_predictors(name: str, checkpoint: str | Path, fit_cfg: FitConfig, devi
             # the adapted layer away from every target)
             with torch.enable_grad(): r = fit(model, whitened(inp), inp["gaze"], src, fit_cfg.steps, fit_cfg.lr, fit_cfg.renderer)
             row.fit_seconds.append(r.seconds)
-            return redirect_fitted(model, r, inp["image"], tgt["gaze"], {"w2c": tgt["w2c"], "K": tgt["K"]}, src)
+            return redirect_fitted(model, r, inp["image"], tgt["gaze"], {"w2c": tgt["w2c"], "K": tgt["K"]}, src, inp["gaze"])
         what = "codes and last layer" if fit_cfg.renderer else "codes"
         row = Predictor(f"{name}_fit", fitted, "fitted", label=f"{name}, fitted ({what}, {fit_cfg.steps} steps per subject)")
         rows.append(row)

@@ -100,7 +100,7 @@ def source_depth(G: Gaussians, w2c: Tensor, K: Tensor, size: int, render_size: i
     return depth, alpha
 
 def warp_source(points: Tensor, coverage: Tensor, eye: Tensor, image: Tensor, w2c: Tensor, K: Tensor, src_depth: Tensor,
-                src_alpha: Tensor, tol_mm: float = 20.0) -> Tensor:
+                src_alpha: Tensor, tol_mm: float = 20.0, eye_tol_mm: float | None = None) -> Tensor:
     "The source `image` [B,3,H,W] read at each target pixel's point: [B,4,H,W] (colour x visibility, visibility)."
     B, _, H, W = image.shape
     up = lambda t: F.interpolate(t, size=(H, W), mode="bilinear", align_corners=False)
@@ -114,7 +114,9 @@ def warp_source(points: Tensor, coverage: Tensor, eye: Tensor, image: Tensor, w2
     d = F.grid_sample(src_depth, grid, mode="bilinear", padding_mode="border", align_corners=False)
     a = F.grid_sample(src_alpha, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     inside = ((grid > -1) & (grid < 1)).all(-1)[:, None]
-    vis = (inside & (A > 0.5) & (a > 0.5) & (z <= d + tol_mm) & (E < 0.25)).to(image.dtype)   # a quarter of eye is an eye: the lids' edge too
+    is_eye = E >= 0.25                                                                    # a quarter of eye is an eye: the lids' edge too
+    behind = (z <= d + tol_mm) & ~is_eye if eye_tol_mm is None else (z <= d + torch.where(is_eye, eye_tol_mm, tol_mm))
+    vis = (inside & (A > 0.5) & (a > 0.5) & behind).to(image.dtype)
     return torch.cat([colour * vis, vis], 1)
 
 # %% ../nbs/40_redirector.ipynb #72ffb5df
@@ -131,15 +133,19 @@ class ModelConfig:
     warp: bool = True              # warp the source into the target view through the Gaussians (the renderer's appearance at full resolution)
     warp_opacity_power: float = 4.0   # the warp renders opacity 1 - (1 - o)^this, so that the front surface dominates
     warp_tol_mm: float = 20.0      # a target pixel counts as seen in the source if its point is at most this far behind the source's depth
+    warp_eyes: bool = True         # the eyes too, each eye Gaussian read where it sat at the source's gaze (needs the source's gaze)
+    warp_eye_tol_mm: float = 5.0   # an eye pixel's tighter depth test: the lids lie a few mm in front of the eyeball
 
     def __post_init__(self):
         check(self.renderer in RENDERERS, "renderer", f"must be one of {sorted(RENDERERS)}, got {self.renderer!r}")
         check(self.cond_dim >= 1, "cond_dim", f"must be >= 1, got {self.cond_dim}")
+        for k in ("warp_tol_mm", "warp_eye_tol_mm"): check(getattr(self, k) >= 0, k, f"must be >= 0, got {getattr(self, k)}")
 
 # %% ../nbs/40_redirector.ipynb #r0000012
 def geometry(streams: Streams, cfg: ModelConfig, source: dict, target: dict, codes: dict | None = None) -> dict:
     """The geometry of a redirection: codes (the encoder's, or `codes`), Gaussians at the target's gaze, feature maps in its camera and
-    (`cfg.warp`) the source warped into it. source: {'image' [B,3,H,W], 'w2c', 'K'}; target: {'gaze' (camera frame), 'w2c', 'K'}.
+    (`cfg.warp`) the source warped into it. source: {'image' [B,3,H,W], 'w2c', 'K', and optionally 'gaze' (its camera frame): the
+    eyes join the warp when given and `cfg.warp_eyes`}; target: {'gaze' (camera frame), 'w2c', 'K'}.
     Without a graph when nothing in it can learn (frozen streams, fixed codes)."""
     st, img, S, r = streams, source["image"], streams.cfg.image_size, streams.cfg.render_size
     grad = torch.is_grad_enabled() and (any(p.requires_grad for p in st.parameters())
@@ -150,14 +156,19 @@ def geometry(streams: Streams, cfg: ModelConfig, source: dict, target: dict, cod
         m = st.maps(g, target["w2c"], target["K"])
         warped = None
         if cfg.warp:
-            G = front(cat_gaussians(g.face, g.eyes), cfg.warp_opacity_power)                     # the face does not move with the gaze: one set serves both views
+            eyes_src = cfg.warp_eyes and source.get("gaze") is not None
+            e_src = st.gaussians(z["z_id"], z["z_exp"], source["gaze"], source["w2c"]).eyes if eyes_src else g.eyes   # the eyes at the source's gaze
+            G = front(cat_gaussians(g.face, g.eyes), cfg.warp_opacity_power)                     # what the target view shows
             Nf = g.face.means.shape[1]
             eye = torch.zeros_like(G.opacities)[..., None]; eye[:, Nf:] = 1                     # [B,N,1] 1 on the eye stream
-            pts, alpha, _ = rasterize(G.means, G.quats, G.scales, G.opacities, torch.cat([G.means, eye], -1), target["w2c"],
+            read = torch.cat([g.face.means, e_src.means], 1)                                    # [B,N,3] where each Gaussian sat in the source
+            pts, alpha, _ = rasterize(G.means, G.quats, G.scales, G.opacities, torch.cat([read, eye], -1), target["w2c"],
                                       scale_intrinsics(target["K"], r / S), r, r, backend=st.cfg.backend)      # [B,4,r,r]: sum of w * (point, eye)
             a = alpha.clamp_min(1e-6)
-            d, sa = source_depth(G, source["w2c"], source["K"], S, r, st.cfg.backend)
-            warped = warp_source(pts[:, :3] / a, alpha, pts[:, 3:] / a, img, source["w2c"], source["K"], d, sa, cfg.warp_tol_mm)
+            Gs = front(cat_gaussians(g.face, e_src), cfg.warp_opacity_power)                   # what the source view showed
+            d, sa = source_depth(Gs, source["w2c"], source["K"], S, r, st.cfg.backend)
+            warped = warp_source(pts[:, :3] / a, alpha, pts[:, 3:] / a, img, source["w2c"], source["K"], d, sa, cfg.warp_tol_mm,
+                                 cfg.warp_eye_tol_mm if eyes_src else None)
     return {"maps": torch.cat([m["head"], m["eye"]], 1), "preview": m["head"][:, :3], "warped": warped,
             "gaze_head": g.gaze_clamped, "head_pose": head_pose_pitchyaw(target["w2c"][:, :3, :3]), **z}
 
@@ -199,29 +210,34 @@ class GazeRedirector(nn.Module):
 class RedirectError(DitgazeError, ValueError):
     "A bad argument to `redirect` (an image of the wrong size, a gaze of the wrong shape); the message names it."
 
-def _check_redirect(model: GazeRedirector, images: Tensor, target_gaze: Tensor) -> None:
+def _check_redirect(model: GazeRedirector, images: Tensor, target_gaze: Tensor, source_gaze: Tensor | None = None) -> None:
     S = model.streams.cfg.image_size
     if images.ndim != 4 or images.shape[1] != 3 or tuple(images.shape[-2:]) != (S, S):
         raise RedirectError(f"images must be [B,3,{S},{S}] RGB in [0,1] (the model's image_size), got {tuple(images.shape)}")
     if target_gaze.shape != (len(images), 2): raise RedirectError(f"target_gaze must be [B={len(images)},2] pitch/yaw in radians, got {tuple(target_gaze.shape)}")
+    if source_gaze is not None and source_gaze.shape != (len(images), 2):
+        raise RedirectError(f"source_gaze must be [B={len(images)},2] pitch/yaw in radians, got {tuple(source_gaze.shape)}")
 
 @torch.no_grad()
 def redirect(model: GazeRedirector, images: Tensor, target_gaze: Tensor, camera: dict | None = None,
-             source_camera: dict | None = None, codes: dict | None = None) -> Tensor:
+             source_camera: dict | None = None, codes: dict | None = None, source_gaze: Tensor | None = None) -> Tensor:
     """`images` [B,3,H,W] (RGB in [0,1]) looking at `target_gaze` [B,2] (pitch/yaw, radians, normalised camera of the output).
-    `camera` {'w2c','K'} of the output and `source_camera` of the input: default, the input's estimated camera."""
-    _check_redirect(model, images, target_gaze)
-    source = source_dict(model, images, source_camera)
+    `camera` {'w2c','K'} of the output and `source_camera` of the input: default, the input's estimated camera.
+    `source_gaze` [B,2]: the input's gaze in its camera, if known (the warp then carries the eyes)."""
+    _check_redirect(model, images, target_gaze, source_gaze)
+    source = source_dict(model, images, source_camera, source_gaze)
     target = {"gaze": target_gaze, "w2c": (camera or source)["w2c"], "K": (camera or source)["K"]}
     return model(source, target, codes).clamp(0, 1)
 
 # %% ../nbs/40_redirector.ipynb #r0000011
 @torch.no_grad()
-def sweep(model: GazeRedirector, image: Tensor, camera: dict, pitches, yaws) -> Tensor:
-    "One image [3,H,W] redirected to every (pitch, yaw) of a grid (degrees, its own normalised camera {'w2c' [4,4], 'K' [3,3]}): [P*Y,3,H,W]."
+def sweep(model: GazeRedirector, image: Tensor, camera: dict, pitches, yaws, source_gaze: Tensor | None = None) -> Tensor:
+    """One image [3,H,W] redirected to every (pitch, yaw) of a grid (degrees, its own normalised camera {'w2c' [4,4], 'K' [3,3]}): [P*Y,3,H,W].
+    `source_gaze` [2]: the image's own gaze (radians), if known."""
     grid = torch.tensor([[p, y] for p in pitches for y in yaws], dtype=image.dtype, device=image.device)
     cam = {k: v.expand(len(grid), *v.shape[-2:]) for k, v in camera.items()}
-    return redirect(model, image.expand(len(grid), -1, -1, -1), torch.deg2rad(grid), camera=cam, source_camera=cam)
+    sg = None if source_gaze is None else source_gaze.expand(len(grid), 2)
+    return redirect(model, image.expand(len(grid), -1, -1, -1), torch.deg2rad(grid), camera=cam, source_camera=cam, source_gaze=sg)
 
 # %% ../nbs/40_redirector.ipynb #r0000005
 def fit_names(model: GazeRedirector) -> list[str]:
@@ -229,16 +245,16 @@ def fit_names(model: GazeRedirector) -> list[str]:
     names = getattr(model.renderer, "fit_names", None)
     return list(names) if names is not None else [n for n, _ in list(model.renderer.named_parameters())[-2:]]
 
-def source_dict(model: GazeRedirector, images: Tensor, source_camera: dict | None) -> dict:
+def source_dict(model: GazeRedirector, images: Tensor, source_camera: dict | None, source_gaze: Tensor | None = None) -> dict:
     "The source as `prepare` takes it: the images and their camera (given, or estimated from the head pose the pose network reads)."
     if source_camera is None:
         with torch.no_grad(): source_camera = model.streams.default_camera(images)
-    return {"image": images, **source_camera}
+    return {"image": images, **source_camera, **({} if source_gaze is None else {"gaze": source_gaze})}
 
 def fit(model: GazeRedirector, images: Tensor, gaze: Tensor, source_camera: dict | None, steps: int, lr: float, renderer: bool = True) -> FitResult:
     """Fit codes per image and (if `renderer`) the renderer's fitting parameters, shared by `images` (one subject), so that rendering each
     input at its own `gaze` [B,2] (pitch/yaw, radians) and camera reproduces it."""
-    source = source_dict(model, images, source_camera)
+    source = source_dict(model, images, source_camera, gaze)
     self_target = {"gaze": gaze, "w2c": source["w2c"], "K": source["K"]}
     with torch.no_grad(): z_id, z_exp = model.streams.encoder(images)
     params = dict(model.renderer.named_parameters())
@@ -252,10 +268,10 @@ def fit(model: GazeRedirector, images: Tensor, gaze: Tensor, source_camera: dict
 
 @torch.no_grad()
 def redirect_fitted(model: GazeRedirector, fitted: FitResult, images: Tensor, target_gaze: Tensor, camera: dict,
-                    source_camera: dict | None = None) -> Tensor:
+                    source_camera: dict | None = None, source_gaze: Tensor | None = None) -> Tensor:
     "Like `redirect`, with the codes and renderer parameters of a `fit` of these `images`."
-    _check_redirect(model, images, target_gaze)
-    source = source_dict(model, images, source_camera)
+    _check_redirect(model, images, target_gaze, source_gaze)
+    source = source_dict(model, images, source_camera, source_gaze)
     v = fitted.values
     p = model.prepare(source, {"gaze": target_gaze, **camera}, {"z_id": v["z_id"], "z_exp": v["z_exp"]})
     over = {k[len("renderer."):]: t for k, t in v.items() if k.startswith("renderer.")}
@@ -286,8 +302,8 @@ def load_model(path: str | Path, device="cpu") -> GazeRedirector:
     return model.to(device).eval()
 
 def predictor(model: GazeRedirector) -> Callable[[dict, dict], Tensor]:
-    "`predict(input batch, target labels) -> images` for ditgaze.evaluate: the input's image and camera, the target's gaze and camera."
+    "`predict(input batch, target labels) -> images` for ditgaze.evaluate: the input's image, camera and gaze, the target's gaze and camera."
     def predict(inp: dict, tgt: dict) -> Tensor:
         return redirect(model, inp["image"], tgt["gaze"], camera={"w2c": tgt["w2c"], "K": tgt["K"]},
-                        source_camera={"w2c": inp["w2c"], "K": inp["K"]})
+                        source_camera={"w2c": inp["w2c"], "K": inp["K"]}, source_gaze=inp["gaze"])
     return predict

@@ -145,8 +145,8 @@ class TrainConfig:
     geometry_workers: int = 1                          # frozen streams on the CPU: processes that render the next batches' feature maps while this one trains (0: in the training process)
     min_pair_angle_deg: float = 5.0                    # gaze pairs: same subject, gazes at least this far apart
     pairs_per_item: int = 2                            # partners per item, for gaze pairs and for multi-view pairs each
-    loss: LossConfig = field(default_factory=lambda: LossConfig(gaze_start=400))
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(steps=1200, batch_size=8, lr=1e-3, warmup=50, ckpt_every=100))
+    loss: LossConfig = field(default_factory=lambda: LossConfig(gaze_start=200))
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(steps=600, batch_size=8, lr=1e-3, warmup=50, ckpt_every=100))
 
 def run_config(train: TrainConfig, runs: dict, name: str, file: str | Path = "params.yaml") -> TrainConfig:
     "The configuration of run `name`: the `train` section with `runs.<name>` applied."
@@ -155,9 +155,9 @@ def run_config(train: TrainConfig, runs: dict, name: str, file: str | Path = "pa
 
 # %% ../nbs/42_training.ipynb #tr000016
 def _source_target(batch: dict) -> tuple[dict, dict]:
-    "The source (the input's image and calibrated camera) and the target (its gaze and camera) of a pair batch."
+    "The source (the input's image, calibrated camera and gaze) and the target (its gaze and camera) of a pair batch."
     inp, tgt = batch["input"], batch["target"]
-    return {"image": inp["image"], "w2c": inp["w2c"], "K": inp["K"]}, {"gaze": tgt["gaze"], "w2c": tgt["w2c"], "K": tgt["K"]}
+    return {"image": inp["image"], "w2c": inp["w2c"], "K": inp["K"], "gaze": inp["gaze"]}, {"gaze": tgt["gaze"], "w2c": tgt["w2c"], "K": tgt["K"]}
 
 def train_step(model: GazeRedirector, batch: dict, step: int, cfg: TrainConfig, feats: EstimatorFeatures | None) -> tuple[Tensor, dict]:
     "A renderer run's loss of one pair batch: geometry (or the batch's precomputed `geometry`), the condition, the renderer's own loss."
