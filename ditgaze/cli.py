@@ -12,8 +12,8 @@ from .config import ConfigError, DitgazeError, check_keys, load_params, read_yam
 
 # %% auto #0
 __all__ = ['VALID_MARK', 'README_MARKS', 'STAGES', 'sections', 'load', 'stage_config', 'stage_generate', 'stage_estimators',
-           'stage_gaussians', 'stage_train', 'figures', 'stage_evaluate', 'stage_report', 'results_markdown',
-           'update_readme', 'stage_readme', 'parser', 'main']
+           'stage_gaussians', 'stage_vae', 'stage_train', 'figures', 'stage_evaluate', 'stage_report',
+           'results_markdown', 'update_readme', 'stage_readme', 'parser', 'main']
 
 # %% ../nbs/70_cli.ipynb #cl000006
 def sections() -> dict[str, Any]:
@@ -22,8 +22,9 @@ def sections() -> dict[str, Any]:
     from ditgaze.synth_data import DataConfig
     from ditgaze.estimator_training import EstimatorConfig
     from ditgaze.training import GaussiansConfig, TrainConfig
+    from ditgaze.renderers.vae import VAEStageConfig
     from ditgaze.evaluate import EvaluateConfig
-    return {"run": RunConfig, "data": DataConfig, "estimators": EstimatorConfig, "gaussians": GaussiansConfig,
+    return {"run": RunConfig, "data": DataConfig, "estimators": EstimatorConfig, "gaussians": GaussiansConfig, "vae": VAEStageConfig,
             "train": TrainConfig, "runs": dict[str, dict], "evaluate": EvaluateConfig}
 
 def load(args: argparse.Namespace, types: dict[str, Any]) -> tuple[dict, Any]:
@@ -99,6 +100,17 @@ def stage_gaussians(args) -> None:
     print(f"[gaussians] {ck['step']} steps; {time.perf_counter() - t0:.0f} s this call on {device} -> {cfg.out_dir}/last.pt")
     _curve(Path(cfg.out_dir) / "curve.tsv", Path(args.reports) / "train" / "gaussians.tsv")
 
+def stage_vae(args) -> None:
+    "Train the VAE that latent DiT runs draw through, on the train split."
+    from ditgaze.renderers.vae import VAEStageConfig, train_vae_stage
+    p, device = load(args, {"vae": VAEStageConfig})
+    cfg = p["vae"]
+    t0 = time.perf_counter()
+    vae = train_vae_stage(cfg, device, progress=args.progress)
+    print(f"[vae] factor {cfg.train.vae.factor}, {cfg.train.optim.steps} steps, latent scale {vae.config.scaling_factor:.3f}; "
+          f"{time.perf_counter() - t0:.0f} s this call on {device} -> {cfg.out_dir}/")
+    _curve(Path(cfg.out_dir) / "curve.tsv", Path(args.reports) / "train" / "vae.tsv")
+
 def stage_train(args) -> None:
     "Train run NAME (`runs.NAME` over the `train` section) on top of the Gaussian stage; draw its figures."
     from ditgaze.training import TrainConfig, run_config, train_run
@@ -134,21 +146,23 @@ def figures(name: str, model, dataset: Path, out: Path, n_subjects: int = 6, pit
     ds.close()
 
 def stage_evaluate(args) -> None:
-    "The protocol on every split for run NAME's rows (feed-forward and fitted), or for NAME = references."
-    from ditgaze.evaluate import EvaluateConfig, evaluate_group, mean_face, model_predictors, reference_predictors
+    "The protocol on every split for run NAME's rows (feed-forward, sampled, fitted), or for NAME = references, or vae (its reconstructions)."
+    from ditgaze.evaluate import EvaluateConfig, evaluate_group, mean_face, model_predictors, reference_predictors, vae_predictors
     p, device = load(args, {"evaluate": EvaluateConfig})
     cfg = p["evaluate"]
     t0 = time.perf_counter()
     if args.name == "references": preds = reference_predictors(mean_face(Path(cfg.dataset) / "train"))
-    else: preds = model_predictors(args.name, Path(cfg.runs_dir) / args.name / "last.pt", cfg.fit, device)
+    elif args.name == "vae": preds = vae_predictors(cfg.vae_dir, device)
+    else: preds = model_predictors(args.name, Path(cfg.runs_dir) / args.name / "last.pt", cfg.fit, device, cfg.sample_steps)
     evaluate_group(args.name, preds, cfg, device, progress=args.progress)
     print(f"[evaluate] {args.name}: {time.perf_counter() - t0:.0f} s -> {cfg.out_dir}/{args.name}/")
 
 def stage_report(args) -> None:
-    "Gather the references and every run (in the order of `runs`) into the tables."
+    "Gather the references, the VAE's reconstructions and every run (in the order of `runs`) into the tables."
     from ditgaze.evaluate import EvaluateConfig, report
     p, _ = load(args, {"evaluate": EvaluateConfig, "runs": dict[str, dict]})
-    docs = report(p["evaluate"], ["references", *p["runs"]])
+    vae = ["vae"] if (Path(p["evaluate"].out_dir) / "vae").is_dir() else []        # the VAE's reconstructions, once `evaluate vae` ran
+    docs = report(p["evaluate"], ["references", *vae, *p["runs"]])
     print(f"[report] {', '.join(docs)} -> {p['evaluate'].tables_dir}/, {p['evaluate'].metrics_dir}/")
 
 # %% ../nbs/70_cli.ipynb #cl000010
@@ -203,7 +217,7 @@ def stage_readme(args) -> None:
 # %% ../nbs/70_cli.ipynb #cl000012
 STAGES: dict[str, tuple[Callable, str | None]] = {   # name -> (function, what its NAME argument is, or None)
     "config": (stage_config, None), "generate": (stage_generate, None), "estimators": (stage_estimators, None),
-    "gaussians": (stage_gaussians, None), "train": (stage_train, "a run: a key of `runs` in params.yaml"),
+    "gaussians": (stage_gaussians, None), "vae": (stage_vae, None), "train": (stage_train, "a run: a key of `runs` in params.yaml"),
     "evaluate": (stage_evaluate, "a run, or `references`"), "report": (stage_report, None), "readme": (stage_readme, None),
 }
 

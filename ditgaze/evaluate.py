@@ -25,10 +25,10 @@ from .runtime import atomic_write, to_device
 # %% auto #0
 __all__ = ['TARGET_HIDDEN', 'KINDS', 'IMAGE_SUFFIXES', 'SPLIT_FIELDS', 'FOLLOW_AXES', 'PAIR_COLUMNS', 'TABLE_COLUMNS',
            'TIMING_KEYS', 'EvaluateError', 'FitConfig', 'EvaluateConfig', 'Predictor', 'target_labels', 'whitened',
-           'reference_predictors', 'mean_face', 'read_image_folder', 'precomputed_predictor', 'model_predictors',
-           'EvalFeatures', 'EvalNets', 'load_eval_nets', 'SplitPairs', 'discover_splits', 'load_split_pairs', 'Truth',
-           'read_truth', 'gaze_following', 'evaluate_split', 'pairs_csv_text', 'evaluate_group', 'report',
-           'markdown_table']
+           'reference_predictors', 'vae_predictors', 'mean_face', 'read_image_folder', 'precomputed_predictor',
+           'model_predictors', 'EvalFeatures', 'EvalNets', 'load_eval_nets', 'SplitPairs', 'discover_splits',
+           'load_split_pairs', 'Truth', 'read_truth', 'gaze_following', 'evaluate_split', 'pairs_csv_text',
+           'evaluate_group', 'report', 'markdown_table']
 
 # %% ../nbs/51_evaluate.ipynb #7355a684
 class EvaluateError(DitgazeError, ValueError):
@@ -40,10 +40,11 @@ class FitConfig:
     lr: float = 0.01         # its learning rate
     renderer: bool = True    # also adapt the renderer's last layer, shared by the subject's images (else the codes only)
     splits: list[str] = field(default_factory=lambda: ["test"])  # splits that get fitted rows (fitting costs ~10x a feed-forward row)
+    runs: list[str] = field(default_factory=lambda: ["baseline"])   # runs that get fitted rows
 
     def __post_init__(self):
         check(self.steps >= 0, "steps", f"must be >= 0, got {self.steps}")
-        check(all(isinstance(x, str) and x for x in self.splits), "splits", f"must be a list of split names, got {self.splits}")
+        for k in ("splits", "runs"): check(all(isinstance(x, str) and x for x in getattr(self, k)), k, f"must be a list of names, got {getattr(self, k)}")
         check(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
 
 @dataclass
@@ -53,6 +54,8 @@ class EvaluateConfig:
     estimators_dir: str = "runs/estimators"    # gaze_eval.pt (gaze/head readings, fallback FID features) and identity.pt
     runs_dir: str = "runs"                     # a run's model: <runs_dir>/<run>/last.pt
     fit: FitConfig = field(default_factory=FitConfig)   # the fitted rows (<run>_fit)
+    sample_steps: list[int] = field(default_factory=lambda: [1])   # a sampling (diffusion) renderer also gets a row <run>_s<n> per step count here
+    vae_dir: str = "runs/vae"                  # the `vae` stage's folder: `ditgaze evaluate vae` measures its reconstructions
     lpips_vgg_weights: str | None = None       # local VGG16 weights for LPIPS (torchvision or lpips state dict); null = LPIPS unavailable
     fid_inception_weights: str | None = None   # local pytorch-fid Inception weights; null = FID on the evaluation estimator's features
     batch_size: int = 32                       # pairs per batch (batches never mix subjects)
@@ -69,6 +72,7 @@ class EvaluateConfig:
         check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
         check(self.max_pairs >= 0, "max_pairs", f"must be >= 0, got {self.max_pairs}")
         check(self.fps_repeats >= 1, "fps_repeats", f"must be >= 1, got {self.fps_repeats}")
+        check(all(isinstance(n, int) and n >= 1 for n in self.sample_steps), "sample_steps", f"must be step counts >= 1, got {self.sample_steps}")
         for k in ("follow_yaws", "follow_pitches"):
             v = getattr(self, k)
             check(len(v) == 0 or len(set(v)) >= 2, k, f"needs at least 2 distinct angles (or [] for no sweep), got {v}")
@@ -109,6 +113,14 @@ def reference_predictors(mean_face: torch.Tensor | None = None) -> list[Predicto
     rows.append(Predictor("ground_truth", lambda inp, tgt: whitened(tgt), "reference", full_target=True, label="ground truth (reference: ceiling)"))
     return rows
 
+def vae_predictors(vae_dir: str | Path, device="cpu") -> list[Predictor]:
+    "The VAE's reconstruction of the (whitened) target: the ceiling of a latent renderer, which draws through this decoder."
+    from ditgaze.renderers.vae import LatentCodec, load_vae
+    codec = LatentCodec(load_vae(vae_dir, "evaluate.vae_dir")).to(device)
+    def rec(inp: dict, tgt: dict) -> torch.Tensor:
+        with torch.no_grad(): return codec.decode(codec.encode(whitened(tgt))).clamp(0, 1)
+    return [Predictor("vae_reconstruction", rec, "reference", full_target=True, label=f"VAE reconstruction, factor {codec.factor} (reference: latent ceiling)")]
+
 def mean_face(folder: str | Path) -> torch.Tensor:
     "The mean whitened image [3,H,W] of a split (the training set's generic face)."
     a = load_arrays(folder, ["image", "head_mask"])
@@ -137,12 +149,17 @@ def precomputed_predictor(predictions: Any, name: str = "predictions") -> Predic
     imgs = check_images(imgs, f"predictions '{name}'")                        # [K,3,H,W]
     return Predictor(name, lambda inp, tgt: imgs[inp["pair_index"].cpu()], "precomputed", n_images=imgs.shape[0])
 
-def model_predictors(name: str, checkpoint: str | Path, fit_cfg: FitConfig, device="cpu") -> list[Predictor]:
-    "The rows of a trained run: `name` (feed-forward) and, if `fit_cfg.steps`, `name_fit` (fitted to each subject first)."
+def model_predictors(name: str, checkpoint: str | Path, fit_cfg: FitConfig, device="cpu", sample_steps: list[int] = ()) -> list[Predictor]:
+    """The rows of a trained run: `name` (feed-forward); `name_s<n>` for each of `sample_steps` if its renderer samples;
+    `name_fit` (fitted to each subject first) if `fit_cfg.steps` and `name` is in `fit_cfg.runs`."""
     if not Path(checkpoint).exists(): raise EvaluateError(f"{checkpoint}: checkpoint of run '{name}' not found (train it first)")
     model = load_model(checkpoint, device)
-    rows = [Predictor(name, predictor(model), "model")]
-    if fit_cfg.steps > 0:
+    steps = getattr(model.renderer, "steps", None) if getattr(getattr(model.renderer, "cfg", None), "mode", None) == "diffusion" else None
+    rows = [Predictor(name, predictor(model), "model", label=name if steps is None else f"{name} ({steps} sampling steps)")]
+    if steps is not None:
+        rows += [Predictor(f"{name}_s{n}", predictor(model, n), "model", label=f"{name} ({n} sampling step{'s' * (n > 1)})")
+                 for n in sample_steps if n != steps]
+    if fit_cfg.steps > 0 and name in fit_cfg.runs:
         def fitted(inp: dict, tgt: dict) -> torch.Tensor:
             src = {"w2c": inp["w2c"], "K": inp["K"]}
             # fit to the input as the renderer was trained to draw it: white outside the head (a grey background to copy would pull

@@ -21,6 +21,7 @@ from .loop import load_checkpoint
 from .rasterize import rasterize
 from .renderers.base import AppearanceConfig, AppearanceEncoder, Cond
 from .renderers.unet import UNetConfig, UNetRenderer
+from .renderers.diffusion import DiTConfig, DiTRenderer
 
 # %% auto #0
 __all__ = ['RENDERERS', 'MODEL_FORMAT', 'StreamsConfig', 'PoseNet', 'Streams', 'front', 'source_depth', 'warp_source',
@@ -122,12 +123,14 @@ def warp_source(points: Tensor, coverage: Tensor, eye: Tensor, image: Tensor, w2
 # %% ../nbs/40_redirector.ipynb #72ffb5df
 RENDERERS: dict[str, Callable[..., nn.Module]] = {
     "unet": lambda cfg, in_channels, dim, upscale: UNetRenderer(cfg.unet, in_channels, dim, upscale),
+    "dit": lambda cfg, in_channels, dim, upscale: DiTRenderer(cfg.dit, in_channels, dim, upscale),
 }
 
 @dataclass
 class ModelConfig:
     renderer: str = "unet"         # which renderer: a name in RENDERERS
     unet: UNetConfig = field(default_factory=UNetConfig)                  # the U-Net (GazeGaussian baseline)
+    dit: DiTConfig = field(default_factory=DiTConfig)                     # the latent DiT (DiT-Gaze); reads the `vae` stage's folder
     cond_dim: int = 64             # width D of every condition and appearance token
     appearance: AppearanceConfig = field(default_factory=AppearanceConfig)   # the encoder of the source image
     warp: bool = True              # warp the source into the target view through the Gaussians (the renderer's appearance at full resolution)
@@ -301,9 +304,17 @@ def load_model(path: str | Path, device="cpu") -> GazeRedirector:
         raise DitgazeError(f"{path}: the checkpoint does not rebuild its model ({type(e).__name__}: {str(e)[:200]})") from None
     return model.to(device).eval()
 
-def predictor(model: GazeRedirector) -> Callable[[dict, dict], Tensor]:
-    "`predict(input batch, target labels) -> images` for ditgaze.evaluate: the input's image, camera and gaze, the target's gaze and camera."
+def predictor(model: GazeRedirector, steps: int | None = None) -> Callable[[dict, dict], Tensor]:
+    """`predict(input batch, target labels) -> images` for ditgaze.evaluate: the input's image, camera and gaze, the target's gaze and camera.
+    `steps`: a sampling renderer's step count for these images (its `steps` attribute, restored after each call)."""
     def predict(inp: dict, tgt: dict) -> Tensor:
-        return redirect(model, inp["image"], tgt["gaze"], camera={"w2c": tgt["w2c"], "K": tgt["K"]},
-                        source_camera={"w2c": inp["w2c"], "K": inp["K"]}, source_gaze=inp["gaze"])
+        r, before = model.renderer, getattr(model.renderer, "steps", None)
+        if steps is not None:
+            if before is None: raise DitgazeError(f"renderer '{model.cfg.renderer}' does not sample: it has no step count")
+            r.steps = steps
+        try:
+            return redirect(model, inp["image"], tgt["gaze"], camera={"w2c": tgt["w2c"], "K": tgt["K"]},
+                            source_camera={"w2c": inp["w2c"], "K": inp["K"]}, source_gaze=inp["gaze"])
+        finally:
+            if steps is not None: r.steps = before
     return predict

@@ -12,6 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent          # the venv's bin: ditgaze, dvc, papermill
 SPLITS = ("test", "shift_light", "shift_identity")
 REFS = ["copy_input", "mean_face", "ground_truth"]
+GROUPS = ("references", "vae", "baseline", "ditgaze")
 
 
 def _env():
@@ -69,36 +70,40 @@ def test_every_stage_writes_its_outputs(smoke_repo):
     assert "up to date" in r.stdout, r.stdout
     assert yaml.safe_load((smoke_repo / "reports/run/params_resolved.yaml").read_text())["profile"] == "smoke"
     outs = declared_outputs(smoke_repo)
-    assert {"config", "generate", "estimators", "gaussians", "train@baseline", "references", "evaluate@baseline", "report",
-            "analysis_sweep"} == set(outs), sorted(outs)
+    assert {"config", "generate", "estimators", "gaussians", "vae", "train@baseline", "train@ditgaze", "references", "evaluate_vae",
+            "evaluate@baseline", "evaluate@ditgaze", "report", "analysis_sweep"} == set(outs), sorted(outs)
     for stage, paths in outs.items():
         for p in paths:
             f = smoke_repo / p
             assert f.is_file() and f.stat().st_size > 0 or f.is_dir() and any(f.iterdir()), f"{stage}: {p} missing or empty"
     for f in ("reports/run/valid.txt", "reports/run/environment.json", "data/synthetic/manifest.json",
               "runs/estimators/gaze_loss.pt", "runs/estimators/gaze_eval.pt", "runs/estimators/identity.pt",
-              "runs/gaussians/last.pt", "runs/baseline/last.pt", "reports/train/gaussians.tsv", "reports/train/baseline.tsv",
-              "reports/figures/baseline_pairs.png", "reports/figures/baseline_sweep.png", "reports/data/contact_sheet.png",
+              "runs/gaussians/last.pt", "runs/baseline/last.pt", "runs/ditgaze/last.pt", "runs/vae/config.json",
+              "reports/train/gaussians.tsv", "reports/train/baseline.tsv", "reports/train/ditgaze.tsv", "reports/train/vae.tsv",
+              *[f"reports/figures/{r}_{f}.png" for r in ("baseline", "ditgaze") for f in ("pairs", "sweep")], "reports/data/contact_sheet.png",
               "reports/analysis/gaze_sweep.png", "reports/analysis/gaze_sweep.ipynb",
-              *[f"reports/eval/{g}/{s}{x}" for g in ("references", "baseline") for s in SPLITS for x in (".json", "_pairs.csv")],
+              *[f"reports/eval/{g}/{s}{x}" for g in GROUPS for s in SPLITS for x in (".json", "_pairs.csv")],
               *[f"reports/metrics/{s}.json" for s in SPLITS], *[f"reports/tables/{s}.md" for s in SPLITS],
-              *[f"reports/speed/{g}/{s}.json" for g in ("references", "baseline") for s in SPLITS]):
+              *[f"reports/speed/{g}/{s}.json" for g in GROUPS for s in SPLITS]):
         assert (smoke_repo / f).is_file(), f
     speed = json.loads((smoke_repo / "reports/speed/baseline/test.json").read_text())["rows"]
     assert speed["baseline"]["fps"]["images_per_second"] > 0
     assert speed["baseline_fit"]["fps"]["images_per_second"] > 0 and speed["baseline_fit"]["fit_seconds_per_subject"]["mean"] > 0
+    speed = json.loads((smoke_repo / "reports/speed/ditgaze/test.json").read_text())["rows"]
+    assert speed["ditgaze"]["fps"]["images_per_second"] > 0 and speed["ditgaze_s1"]["fps"]["images_per_second"] > 0
 
 
 def test_tables_hold_reference_rows_and_baseline(smoke_repo):
     for split in SPLITS:
         m = json.loads((smoke_repo / f"reports/metrics/{split}.json").read_text())
         fitted = ["baseline_fit"] if split == "test" else []                  # evaluate.fit.splits: fitted rows on test only
-        assert list(m["rows"]) == [*REFS, "baseline", *fitted], (split, list(m["rows"]))
+        assert list(m["rows"]) == [*REFS, "vae_reconstruction", "baseline", *fitted, "ditgaze", "ditgaze_s1"], (split, list(m["rows"]))
         assert m["rows"]["baseline"]["kind"] == "model" and all(m["rows"][f]["kind"] == "fitted" for f in fitted)
         assert "fps" not in json.dumps(m)                                    # DVC metrics: no measurements of this machine
         table = (smoke_repo / f"reports/tables/{split}.md").read_text()
         assert "**Synthetic data**" in table and "| copy input (reference: floor) |" in table and "| ground truth (reference: ceiling) |" in table
         assert "| mean face (reference: a generic face) |" in table and "| baseline |" in table
+        assert "| ditgaze (4 sampling steps) |" in table and "| ditgaze (1 sampling step) |" in table and "| VAE reconstruction, factor 4" in table
         assert ("| baseline, fitted" in table) == (split == "test")
 
 

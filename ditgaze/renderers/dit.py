@@ -78,14 +78,15 @@ class FinalLayer(nn.Module):
 class DiT(nn.Module):
     "Feature maps (+ a noisy sample and its timestep) -> output [B,out_channels,H,W]: patch embeddings, adaLN-Zero blocks that read the context, final layer, unpatchify."
     def __init__(self, map_channels: int, out_channels: int, cond_dim: int, depth: int, width: int, heads: int,
-                 patch: int, map_patch: int, denoise: bool, mlp_ratio: float = 4.0):
+                 patch: int, map_patch: int, denoise: bool, mlp_ratio: float = 4.0, noisy_channels: int | None = None):
         super().__init__()
         ensure_torchvision()
         from diffusers.models.embeddings import TimestepEmbedding, Timesteps
         if width % heads: raise ValueError(f"DiT: width {width} must divide by heads {heads}")
         self.width, self.patch, self.map_patch, self.out_channels, self.denoise = width, patch, map_patch, out_channels, denoise
+        self.noisy_channels = out_channels if noisy_channels is None else noisy_channels   # the denoised sample's channels: the first of the output's
         self.map_embed = nn.Conv2d(map_channels, width, map_patch, stride=map_patch)
-        self.x_embed = nn.Conv2d(out_channels, width, patch, stride=patch) if denoise else None
+        self.x_embed = nn.Conv2d(self.noisy_channels, width, patch, stride=patch) if denoise else None
         self.t_embed = nn.Sequential(Timesteps(256, flip_sin_to_cos=True, downscale_freq_shift=0), TimestepEmbedding(256, width)) if denoise else None
         self.c_embed = nn.Linear(cond_dim, width)
         self.blocks = nn.ModuleList([DiTBlock(width, heads, cond_dim, mlp_ratio) for _ in range(depth)])

@@ -19,7 +19,7 @@ from ..runtime import fingerprint
 
 # %% auto #0
 __all__ = ['VAEConfig', 'load_vae', 'build_vae', 'vae_factor', 'measure_scale', 'LatentCodec', 'VAETrainConfig',
-           'training_images', 'vae_batch', 'vae_loss', 'train_vae']
+           'training_images', 'vae_batch', 'vae_loss', 'train_vae', 'VAEStageConfig', 'train_vae_stage']
 
 # %% ../../nbs/32_renderer_vae.ipynb #va000006
 @dataclass
@@ -155,3 +155,16 @@ def train_vae(cfg: VAETrainConfig, images_or_split: Tensor | str | Path, out_dir
     vae.register_to_config(shift_factor=shift, scaling_factor=scale)
     vae.save_pretrained(out_dir)
     return vae
+
+# %% ../../nbs/32_renderer_vae.ipynb #va000021
+@dataclass
+class VAEStageConfig:
+    dataset: str = "data/synthetic"                      # trains on <dataset>/train
+    out_dir: str = "runs/vae"                            # the diffusers folder latent DiT runs read (model.dit.vae_dir), and the loop's checkpoint
+    train: VAETrainConfig = field(default_factory=VAETrainConfig)
+
+def train_vae_stage(cfg: VAEStageConfig, device="cpu", progress: bool = True):
+    "The `vae` stage's work: train (or resume) the VAE of `cfg` on the train split into `cfg.out_dir`; returns it frozen."
+    split = Path(cfg.dataset) / "train"
+    if not split.is_dir(): raise ConfigError(f"vae.dataset: {split}: no train split (run the generate stage first)")
+    return train_vae(cfg.train, split, cfg.out_dir, device, progress)
