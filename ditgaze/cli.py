@@ -4,16 +4,19 @@
 
 # %% ../nbs/70_cli.ipynb #cl000003
 from __future__ import annotations
-import argparse, json, os, sys, time
+import argparse, json, math, os, re, sys, time
 from pathlib import Path
 from typing import Any, Callable
 
 from .config import ConfigError, DitgazeError, check_keys, load_params, read_yaml, to_dict
 
 # %% auto #0
-__all__ = ['VALID_MARK', 'README_MARKS', 'STAGES', 'sections', 'load', 'stage_config', 'stage_generate', 'stage_estimators',
-           'stage_gaussians', 'stage_vae', 'stage_train', 'figures', 'stage_evaluate', 'stage_report',
-           'results_markdown', 'update_readme', 'stage_readme', 'parser', 'main']
+__all__ = ['VALID_MARK', 'README_MARKS', 'IMAGE_TYPES', 'CAMERAS', 'MAX_SWEEP', 'USER_COMMANDS', 'STAGES', 'NUMBER_OPTIONS',
+           'sections', 'load', 'stage_config', 'stage_generate', 'stage_estimators', 'stage_gaussians', 'stage_vae',
+           'stage_train', 'figures', 'stage_evaluate', 'stage_report', 'results_markdown', 'update_readme',
+           'stage_readme', 'UsageError', 'parse_degrees', 'out_png', 'pick_device_arg', 'load_trained', 'set_steps',
+           'read_input', 'input_camera', 'check_gaze_range', 'save_png', 'renderer_name', 'cmd_redirect', 'cmd_sweep',
+           'user_arguments', 'parser', 'main']
 
 # %% ../nbs/70_cli.ipynb #cl000006
 def sections() -> dict[str, Any]:
@@ -170,15 +173,16 @@ README_MARKS = ("<!-- results:start -->", "<!-- results:end -->")
 
 def results_markdown(metrics_dir: str | Path, estimators_json: str | Path) -> str:
     "The README's results section: the test table, then the shifted domains' gaze and ID, and the estimators' floors."
-    from ditgaze.evaluate import markdown_table
+    from ditgaze.evaluate import markdown_table, sweep_caption, sweep_table
     mdir = Path(metrics_dir)
     files = sorted(mdir.glob("*.json"), key=lambda f: (f.stem != "test", f.stem))
     docs = [d for d in (json.loads(f.read_text()) for f in files) if "rows" in d]          # the split tables (not estimators.json, vae.json)
     if not docs: raise DitgazeError(f"{mdir}: no split metrics (run `dvc repro` first)")
     test, rest = docs[0], docs[1:]
-    table = markdown_table(test, timings=False).split("\n")
+    table = markdown_table(test, timings=False, sweep=False).split("\n")
     body = [l for l in table if l.startswith("|")]
-    out = [f"Test split: {test['n_pairs']} pairs of {test['n_subjects']} unseen subjects (`reports/tables/test.md` has the notes and the speeds).", "", *body]
+    out = [f"Test split: {test['n_pairs']} pairs of {test['n_subjects']} unseen subjects (`reports/tables/test.md` has the notes and the speeds).", "", *body,
+           "", sweep_caption(test), "", *sweep_table(test)]
     if rest:
         out += ["", "Shifted domains (gaze error ° / ID / ΔE face; `reports/tables/<split>.md`):", "",
                 "| Row | " + " | ".join(d["split"] for d in rest) + " |", "|---|" + "---:|" * len(rest)]
@@ -214,6 +218,204 @@ def stage_readme(args) -> None:
     changed = update_readme(args.readme, results_markdown(p["evaluate"].metrics_dir, p["estimators"].metrics))
     print(f"[readme] {args.readme}: results section {'updated' if changed else 'unchanged'}")
 
+# %% ../nbs/70_cli.ipynb #cl000021
+class UsageError(DitgazeError, ValueError):
+    "A bad argument of a user command; the message starts with the argument's name (`--gaze: ...`)."
+    def __init__(self, arg: str, msg: str):
+        super().__init__(f"{arg}: {msg}"); self.arg = arg
+
+IMAGE_TYPES = (".png", ".jpg", ".jpeg")       # image inputs PIL reads; an .h5 input is SUBJECT.h5:ROW
+CAMERAS = ("from-input", "estimated")
+MAX_SWEEP = 100                               # cells of a sweep (one batch through the model)
+
+def parse_degrees(text: str, arg: str, n: int | None = None) -> list[float]:
+    "The comma-separated numbers (degrees) of argument `arg`; exactly `n` of them when `n` is given."
+    try: v = [float(s) for s in text.split(",")]
+    except ValueError: v = []
+    if not v or (n is not None and len(v) != n) or not all(math.isfinite(x) for x in v):
+        want = "P,Y: pitch and yaw in degrees, as 10,-20" if n == 2 else "comma-separated degrees, as -20,0,20"
+        raise UsageError(arg, f"expected {want}; got {text!r}")
+    return v
+
+def out_png(text: str) -> Path:
+    "`--out`: a .png path."
+    p = Path(text)
+    if p.suffix.lower() != ".png" or p.is_dir(): raise UsageError("--out", f"{text}: expected a .png file to write")
+    return p
+
+def pick_device_arg(text: str):
+    "`--device` as a torch device; errors name the argument."
+    from ditgaze.runtime import pick_device
+    try: return pick_device(text)
+    except ValueError as e: raise UsageError("--device", str(e).replace("run.device: ", "").replace("run.device is ", "")) from None
+
+def load_trained(text: str, device="cpu"):
+    "The model of `--checkpoint` (a run's last.pt, or its folder), in eval mode; errors (missing, unreadable, another version) name the argument."
+    from ditgaze.redirector import load_model
+    p = Path(text)
+    if p.is_dir() and (p / "last.pt").is_file(): p = p / "last.pt"
+    try: return load_model(p, device)
+    except DitgazeError as e:
+        hint = "; a DiT-Gaze model reads model.dit.vae_dir relative to the working directory: run it from the project's folder" if "vae_dir" in str(e) else ""
+        raise UsageError("--checkpoint", f"{e}{hint}") from None
+
+def set_steps(model, text: str | None, checkpoint: str) -> None:
+    "`--steps N`: the sampling renderer's step count for this process; an error for a renderer without one."
+    if text is None: return
+    if getattr(model.renderer, "steps", None) is None:
+        raise UsageError("--steps", f"the renderer of {checkpoint} ('{model.cfg.renderer}') does not sample (it has no step count): leave --steps out")
+    if not re.fullmatch(r"\d+", text.strip()) or int(text) < 1: raise UsageError("--steps", f"expected a whole number >= 1; got {text!r}")
+    model.renderer.steps = int(text)
+
+# %% ../nbs/70_cli.ipynb #cl000023
+def read_input(spec: str, size: int) -> dict:
+    """`--input` 'SUBJECT.h5:ROW' or an image file: {'image' [3,S,S] in [0,1], 'camera' {'w2c' [1,4,4], 'K' [1,3,3]} or None,
+    'gaze' [1,2] (radians, in that camera) or None, 'name'}; the image must be `size` px square (the model's)."""
+    import numpy as np, torch
+    m = re.fullmatch(r"(.+\.h5):([^:]*)", spec, re.IGNORECASE)
+    path = Path(m.group(1) if m else spec)
+    kind = path.suffix.lower()
+    if kind != ".h5" and kind not in IMAGE_TYPES:
+        raise UsageError("--input", f"{spec}: unknown file type {kind or '(no suffix)'!r}: expected SUBJECT.h5:ROW or an image ({', '.join(IMAGE_TYPES)})")
+    if not path.is_file(): raise UsageError("--input", f"{path}: file not found")
+    if kind == ".h5":
+        from ditgaze.data import field_sources, open_h5, read_row
+        if not m: raise UsageError("--input", f"{spec}: which row? give SUBJECT.h5:ROW, as {spec}:0")
+        try:
+            with open_h5(path) as f:
+                src = {k: v for k, v in field_sources(f.keys()).items() if k in ("image", "gaze", "w2c", "K")}
+                if "image" not in src: raise UsageError("--input", f"{path}: no face images in this file (key 'face_patch')")
+                n, row = f[src["image"]].shape[0], m.group(2).strip()
+                if not re.fullmatch(r"\d+", row) or int(row) >= n:
+                    raise UsageError("--input", f"{spec}: no row {row!r} in {path.name}, which has {n} rows: 0..{n - 1}")
+                r = read_row(f, int(row), src)
+        except UsageError: raise
+        except DitgazeError as e: raise UsageError("--input", str(e)) from None
+        image, name = r["image"], f"{path.name}:{int(row)}"
+        camera = {"w2c": r["w2c"][None], "K": r["K"][None]} if "w2c" in r and "K" in r else None
+        gaze = r["gaze"][None] if "gaze" in r else None
+    else:
+        from PIL import Image, UnidentifiedImageError
+        try:
+            with Image.open(path) as im: a = np.array(im.convert("RGB"))
+        except (UnidentifiedImageError, OSError) as e: raise UsageError("--input", f"{path}: not a readable image ({type(e).__name__})") from None
+        image, name, camera, gaze = torch.from_numpy(a).permute(2, 0, 1).float() / 255, path.name, None, None
+    if tuple(image.shape[-2:]) != (size, size):
+        raise UsageError("--input", f"{name}: the image is {image.shape[-1]}x{image.shape[-2]} px, but this model takes {size}x{size} px face patches (normalised as ETH-XGaze's)")
+    return {"image": image, "camera": camera, "gaze": gaze, "name": name}
+
+def input_camera(model, inp: dict, mode: str | None) -> tuple[dict, Any, str]:
+    """The camera {'w2c' [1,4,4], 'K' [1,3,3]} of the input and of the output (`--camera` `mode`: from-input, or estimated by the pose
+    network; None: from-input where the input has a camera), the input's gaze in it ([1,2] radians, or None where unknown), the mode."""
+    import torch
+    from ditgaze.geometry import gaze_cam_to_head, gaze_head_to_cam
+    mode = mode or ("from-input" if inp["camera"] is not None else "estimated")
+    if mode == "from-input":
+        if inp["camera"] is None: raise UsageError("--camera", f"from-input: {inp['name']} has no camera (only a subject file's row has one); use --camera estimated")
+        return inp["camera"], inp["gaze"], mode
+    with torch.no_grad(): cam = model.streams.default_camera(inp["image"][None])
+    gaze = inp["gaze"]
+    if gaze is not None and inp["camera"] is not None:          # the row's gaze, through its head frame, into the estimated camera
+        gaze = gaze_head_to_cam(gaze_cam_to_head(gaze, inp["camera"]["w2c"][:, :3, :3]), cam["w2c"][:, :3, :3])
+    return cam, gaze, mode
+
+def check_gaze_range(model, gaze_deg, w2c, args: tuple[str, str]) -> None:
+    """Refuse requested gazes [N,2] (degrees, in the camera `w2c` [1,4,4]) that the eye stream would clamp: relative to the head it
+    turns at most ±`pitch_max_deg`, ±`yaw_max_deg` (`GaussianHeadConfig`). `args`: the arguments that set the pitch and the yaw."""
+    import torch
+    from ditgaze.geometry import gaze_cam_to_head, head_pose_pitchyaw
+    h, R = model.streams.cfg.head, w2c[:, :3, :3].cpu()
+    rel = torch.rad2deg(gaze_cam_to_head(torch.deg2rad(gaze_deg), R.expand(len(gaze_deg), 3, 3)))       # [N,2] relative to the head
+    lim = rel.new_tensor([h.pitch_max_deg, h.yaw_max_deg])
+    over = rel.abs() > lim + 1e-3
+    if not over.any(): return
+    i, j = (int(t) for t in over.nonzero()[0])                                                        # the first cell, and pitch (0) or yaw (1)
+    hp = torch.rad2deg(head_pose_pitchyaw(R[0])).tolist()
+    (p, y), (rp, ry) = gaze_deg[i].tolist(), rel[i].tolist()
+    raise UsageError(args[j], f"gaze ({p:+g},{y:+g})° is out of the model's range: the eyes turn at most ±{h.pitch_max_deg:g}° in pitch and "
+                     f"±{h.yaw_max_deg:g}° in yaw from the head's direction, and this gaze is ({rp:+.0f},{ry:+.0f})° from it; with this input's "
+                     f"head pose ({hp[0]:+.0f},{hp[1]:+.0f})°, the range is about pitch {hp[0] - h.pitch_max_deg:+.0f}..{hp[0] + h.pitch_max_deg:+.0f}°, "
+                     f"yaw {hp[1] - h.yaw_max_deg:+.0f}..{hp[1] + h.yaw_max_deg:+.0f}°")
+
+# %% ../nbs/70_cli.ipynb #cl000025
+def save_png(image, path: str | Path) -> Path:
+    "An image [3,H,W] in [0,1] as an H x W RGB PNG, written atomically, without metadata (the same image, the same bytes)."
+    import numpy as np
+    from PIL import Image
+    from ditgaze.runtime import atomic_write
+    a = (image.detach().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+    return atomic_write(path, lambda tmp: Image.fromarray(a).save(tmp, format="PNG"))
+
+def renderer_name(model) -> str:
+    "The renderer, and its step count if it samples: 'unet', 'dit (4 steps)'."
+    n = getattr(model.renderer, "steps", None)
+    return model.cfg.renderer + ("" if n is None else f" ({n} step{'s' * (n != 1)})")
+
+def _prepare(args) -> tuple:
+    "A user command's model, input (on the model's device), camera, the input's gaze in it, and the camera mode."
+    from ditgaze.runtime import to_device
+    device = pick_device_arg(args.device)
+    model = load_trained(args.checkpoint, device)
+    set_steps(model, args.steps, args.checkpoint)
+    inp = to_device(read_input(args.input, model.streams.cfg.image_size), device)
+    return (model, inp, *input_camera(model, inp, args.camera))
+
+def cmd_redirect(args) -> None:
+    "One input (SUBJECT.h5:ROW or an image) looking at --gaze P,Y (degrees) through a trained model; writes the image as --out."
+    import torch
+    from ditgaze.plots import deg
+    from ditgaze.redirector import redirect
+    out, (p, y) = out_png(args.out), parse_degrees(args.gaze, "--gaze", 2)
+    t0 = time.perf_counter()
+    model, inp, cam, gaze, mode = _prepare(args)
+    want = torch.tensor([[p, y]])
+    check_gaze_range(model, want, cam["w2c"], ("--gaze", "--gaze"))
+    img = redirect(model, inp["image"][None], torch.deg2rad(want).to(inp["image"].device), camera=cam, source_camera=cam, source_gaze=gaze)[0]
+    save_png(img, out)
+    print(f"[redirect] {inp['name']} (gaze {'unknown' if gaze is None else deg(gaze[0].cpu())}) -> ({p:+g},{y:+g}) deg, camera {mode}, "
+          f"renderer {renderer_name(model)}: {out} ({img.shape[-1]} px, {time.perf_counter() - t0:.1f} s)")
+
+def cmd_sweep(args) -> None:
+    "One input redirected to every gaze of --pitches x --yaws (degrees): a labelled grid, the input first, as --out."
+    import torch
+    from ditgaze.plots import deg, sweep_figure
+    from ditgaze.redirector import sweep
+    out = out_png(args.out)
+    if args.pitches is None and args.yaws is None:
+        raise UsageError("--pitches/--yaws", "give at least one of them (comma-separated degrees; the other is then 0)")
+    pitches = parse_degrees(args.pitches, "--pitches") if args.pitches is not None else [0.0]
+    yaws = parse_degrees(args.yaws, "--yaws") if args.yaws is not None else [0.0]
+    if len(pitches) * len(yaws) > MAX_SWEEP:
+        raise UsageError("--pitches/--yaws", f"{len(pitches)} x {len(yaws)} = {len(pitches) * len(yaws)} gazes; at most {MAX_SWEEP}")
+    t0 = time.perf_counter()
+    model, inp, cam, gaze, mode = _prepare(args)
+    check_gaze_range(model, torch.tensor([[p, y] for p in pitches for y in yaws]), cam["w2c"], ("--pitches", "--yaws"))
+    imgs = sweep(model, inp["image"], {k: v[0] for k, v in cam.items()}, pitches, yaws, None if gaze is None else gaze[0])
+    sweep_figure(inp["image"].cpu(), imgs.cpu(), pitches, yaws, out, f"input {inp['name']}" + ("" if gaze is None else f"\ngaze {deg(gaze[0].cpu())}"),
+                 title=f"{Path(args.checkpoint).as_posix()} ({renderer_name(model)}, camera {mode}): p = pitch, y = yaw requested, degrees")
+    n = lambda k, one, many: f"{k} {one if k == 1 else many}"
+    print(f"[sweep] {inp['name']}: {n(len(imgs), 'gaze', 'gazes')} ({n(len(pitches), 'pitch', 'pitches')} x {n(len(yaws), 'yaw', 'yaws')}), "
+          f"renderer {renderer_name(model)}, "
+          f"camera {mode}: {out} ({time.perf_counter() - t0:.1f} s)")
+
+def user_arguments(sp: argparse.ArgumentParser, name: str) -> None:
+    "The arguments of user command `name` (redirect or sweep)."
+    sp.add_argument("--checkpoint", required=True, metavar="PATH", help="a trained run's checkpoint: runs/<run>/last.pt (or its folder)")
+    sp.add_argument("--input", required=True, metavar="SUBJECT.h5:ROW|IMAGE",
+                    help="a row of a subject file (its image, camera and gaze), or a face image (.png, .jpg) of the model's size")
+    if name == "redirect": sp.add_argument("--gaze", required=True, metavar="P,Y", help="the gaze to look at: pitch,yaw in degrees, in the output's camera")
+    else:
+        sp.add_argument("--pitches", metavar="P1,P2,...", help="pitches in degrees (default: 0)")
+        sp.add_argument("--yaws", metavar="Y1,Y2,...", help="yaws in degrees (default: 0)")
+    sp.add_argument("--camera", choices=CAMERAS, default=None,
+                    help="from-input: the h5 row's camera (its default); estimated: the pose network's (the default, and the only choice, for an image)")
+    sp.add_argument("--steps", metavar="N", default=None, help="sampling steps of a sampling renderer (DiT-Gaze); default: the model's own")
+    sp.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N (default: auto)")
+    sp.add_argument("--out", required=True, metavar="OUT.png", help="the PNG to write")
+    sp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the full traceback of an error")
+
+USER_COMMANDS: dict[str, Callable] = {"redirect": cmd_redirect, "sweep": cmd_sweep}   # not pipeline stages: no DVC stage runs them
+
 # %% ../nbs/70_cli.ipynb #cl000012
 STAGES: dict[str, tuple[Callable, str | None]] = {   # name -> (function, what its NAME argument is, or None)
     "config": (stage_config, None), "generate": (stage_generate, None), "estimators": (stage_estimators, None),
@@ -233,26 +435,42 @@ def _options(sub: bool) -> argparse.ArgumentParser:
     return p
 
 def parser() -> argparse.ArgumentParser:
-    "`ditgaze STAGE [NAME] [options]`; the options may also come before the stage."
+    "`ditgaze STAGE [NAME] [options]` (the options may also come before the stage), or a user command: `ditgaze redirect|sweep ...`."
     ap = argparse.ArgumentParser(prog="ditgaze", parents=[_options(False)],
-                                 description="DiT-Gaze: 3D-Gaussian gaze redirection. Each command is a stage of the DVC pipeline (dvc.yaml).")
-    sub = ap.add_subparsers(dest="stage", required=True, metavar="STAGE")
+                                 description="DiT-Gaze: 3D-Gaussian gaze redirection. The commands are the stages of the DVC pipeline (dvc.yaml), "
+                                             "and two user commands (redirect, sweep) that use a trained model; they are no pipeline stage.")
+    sub = ap.add_subparsers(dest="stage", required=True, metavar="COMMAND")
     for name, (fn, arg) in STAGES.items():
         sp = sub.add_parser(name, parents=[_options(True)], help=fn.__doc__.split(";")[0], description=fn.__doc__)
         if arg: sp.add_argument("name", help=arg)
         if name == "config": sp.add_argument("--out", default="reports/run", help="output folder (default: reports/run)")
         if name == "readme": sp.add_argument("--readme", default="README.md", help="the README to update")
+    for name, fn in USER_COMMANDS.items():
+        sp = sub.add_parser(name, help=f"(user command, not a stage) {fn.__doc__.split(';')[0]}", description=fn.__doc__)
+        user_arguments(sp, name)
     return ap
 
+NUMBER_OPTIONS = ("--gaze", "--pitches", "--yaws")
+
+def _join_numbers(argv: list[str]) -> list[str]:
+    "`--gaze -10,5` as `--gaze=-10,5`: argparse would take a value that starts with '-' (and is no plain number) for an option."
+    out, i = [], 0
+    while i < len(argv):
+        if argv[i] in NUMBER_OPTIONS and i + 1 < len(argv) and re.match(r"-\.?\d", argv[i + 1]):
+            out.append(f"{argv[i]}={argv[i + 1]}"); i += 2
+        else: out.append(argv[i]); i += 1
+    return out
+
 def main(argv: list[str] | None = None) -> int:
-    "`ditgaze STAGE [NAME]`: run one stage; a user error is one line on stderr (exit 2), a traceback only with --debug."
-    args = parser().parse_args(argv)
+    "`ditgaze COMMAND [NAME]`: run one stage or user command; a user error is one line on stderr (exit 2), a traceback only with --debug."
+    args = parser().parse_args(_join_numbers(sys.argv[1:] if argv is None else list(argv)))
+    fn = STAGES[args.stage][0] if args.stage in STAGES else USER_COMMANDS[args.stage]
     t0 = time.perf_counter()
     try:
-        STAGES[args.stage][0](args)
+        fn(args)
     except DitgazeError as e:
         if args.debug: raise
-        print(f"ditgaze {args.stage}: error: {e}", file=sys.stderr)
+        print(f"ditgaze {args.stage}: error: {' '.join(str(e).split())}", file=sys.stderr)      # one line, whatever the message holds
         return 2
     except KeyboardInterrupt:
         print(f"ditgaze {args.stage}: interrupted", file=sys.stderr); return 130

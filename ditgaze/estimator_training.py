@@ -24,11 +24,12 @@ from .geometry import angular_error
 from .loop import OptimConfig, batch_indices, fit, read_curve, step_generator
 
 # %% auto #0
-__all__ = ['ROLES', 'NetConfig', 'EstimatorConfig', 'net_spec', 'SplitData', 'eye_box_coverage', 'discover_splits', 'load_split',
-           'random_shift', 'augment', 'random_mirror', 'init_net', 'estimator_optim', 'check_train_data', 'gaze_batch',
-           'gaze_objective', 'train_gaze', 'gaze_report', 'CosFaceHead', 'CosFaceModel', 'identity_objective',
-           'train_identity', 'verification_pairs', 'roc_auc', 'best_threshold_accuracy', 'identity_report',
-           'load_splits', 'split_reports', 'train_estimators']
+__all__ = ['ROLES', 'GAZE_PARTS', 'NetConfig', 'EstimatorConfig', 'net_spec', 'SplitData', 'eye_box_coverage', 'discover_splits',
+           'load_split', 'random_shift', 'augment', 'random_mirror', 'init_net', 'estimator_optim', 'check_train_data',
+           'gaze_batch', 'crops_loss', 'gaze_objective', 'train_gaze', 'assemble_gaze', 'gaze_report', 'CosFaceHead',
+           'CosFaceModel', 'identity_objective', 'train_identity', 'verification_pairs', 'roc_auc',
+           'best_threshold_accuracy', 'identity_report', 'load_splits', 'split_reports', 'training_plan',
+           'train_estimators']
 
 # %% ../nbs/12_estimator_training.ipynb #268fd1c0
 @dataclass
@@ -52,7 +53,7 @@ class NetConfig:
 @dataclass
 class EstimatorConfig:
     dataset: str = "data/synthetic"          # dataset folder: trains on <dataset>/train, evaluates on it and every other split folder
-    out_dir: str = "runs/estimators"         # checkpoints gaze_loss.pt, gaze_eval.pt, identity.pt, and train/<role>/ (the loop's)
+    out_dir: str = "runs/estimators"         # checkpoints gaze_loss.pt, gaze_eval.pt, identity.pt, and train/<role>/ (the loop's; train/<role>_<part>/ for a net trained in parts)
     metrics: str = "reports/metrics/estimators.json"  # where the command line writes the metrics train_estimators returns
     image_size: int = 128                    # face patch size the estimators accept (the generator's output size)
     mask_background: bool = True             # whiten outside head_mask, as the evaluation protocol does to ground truth
@@ -79,7 +80,7 @@ class EstimatorConfig:
     id_pairs: int = 20000                    # verification pairs per split (half same subject, half different)
     eval_batch_size: int = 256               # images per forward pass when evaluating
     floor_target_deg: float = 6.5            # the evaluation net's accepted error on test ground truth at this scale (the gpu profile asks 3)
-    workers: int = 2                         # processes (one torch thread each): 2 trains the evaluation net in a second process beside the other two; 1 = one after another
+    workers: int = 2                         # CPU processes (one torch thread each): 2 = a second process trains the evaluation net's reader, then the identity net, while this one trains the loss net, then the evaluation net's eye locator (a strip evaluation net: whole, beside the other two); 1 = one after another
     gaze_loss: NetConfig = field(default_factory=lambda: NetConfig("vgg", [16, 32, 64], 1, 12, 2e-3, "strip"))     # the loss estimator
     gaze_eval: NetConfig = field(default_factory=lambda: NetConfig("resnet", [16, 32, 64], 2, 27, 2e-3, "crops"))  # the evaluation estimator (~4,000 steps)
     identity: NetConfig = field(default_factory=lambda: NetConfig("resnet", [16, 32, 64, 128], 3, 6, 2e-3, "strip"))  # the identity embedding
@@ -306,23 +307,38 @@ def gaze_batch(data: SplitData, idx: torch.Tensor, cfg: EstimatorConfig, gen: to
     jitter = cfg.eye_jitter * x.shape[-1] * (2 * torch.rand(c.shape, generator=gen) - 1)
     return {"x": x, "y": y, "pts": pts, "centres": c + jitter.to(c)}             # centres [B,2,2] jittered
 
-def gaze_objective(net: nn.Module, b: dict, cfg: EstimatorConfig) -> tuple[torch.Tensor, dict]:
-    "The training loss of a gaze net on batch `b`, and its terms."
+GAZE_PARTS = ("all", "locator", "reader")
+
+def crops_loss(terms: dict, cfg: EstimatorConfig) -> torch.Tensor:
+    "A crops net's joint loss from its terms, always summed in this order: angles, locator, points (if any)."
+    loss = terms["angles"] + cfg.locator_weight * terms["locator"]
+    return loss + cfg.eye_points_weight * terms["points"] if "points" in terms else loss
+
+def gaze_objective(net: nn.Module, b: dict, cfg: EstimatorConfig, part: str = "all") -> tuple[torch.Tensor, dict]:
+    """The training loss of a gaze net on batch `b`, and its terms. A crops net's `part` "locator" is the locator's term alone,
+    "reader" the others (angles, points): each reaches only its own parameters, with the joint loss's gradients."""
     if "centres" not in b:
         angles = F.l1_loss(net(b["x"]), b["y"]); return angles, {"angles": angles}
     S, c, cj = b["x"].shape[-1], b["pts"][:, 0], b["centres"]
-    out, q = net(b["x"], cj, points=True)                                        # [B,4], [B,2,4] or None
-    terms = {"angles": F.l1_loss(out, b["y"]), "locator": F.l1_loss(net.locator(b["x"]) / S, c / S)}
-    loss = terms["angles"] + cfg.locator_weight * terms["locator"]
-    if net.has_points:                                                           # pupil and eyeball centre in crop coordinates
+    terms = {}
+    if part != "locator":                                                        # the reader: crops at the jittered true centres
+        out, q = net(b["x"], cj, points=True)                                    # [B,4], [B,2,4] or None
+        terms["angles"] = F.l1_loss(out, b["y"])
+    if part != "reader": terms["locator"] = F.l1_loss(net.locator(b["x"]) / S, c / S)
+    if part != "locator" and net.has_points:                                     # pupil and eyeball centre in crop coordinates
         tq = torch.cat([pixels_to_crop(b["pts"][:, 1], cj, net.crop[1]), pixels_to_crop(b["pts"][:, 2], cj, net.crop[1])], -1)  # [B,2,4]
-        terms["points"] = F.l1_loss(q, tq); loss = loss + cfg.eye_points_weight * terms["points"]
-    return loss, terms
+        terms["points"] = F.l1_loss(q, tq)
+    if part == "all": return crops_loss(terms, cfg), terms
+    if part == "locator": return cfg.locator_weight * terms["locator"], terms
+    return (terms["angles"] + cfg.eye_points_weight * terms["points"] if "points" in terms else terms["angles"]), terms
 
 # %% ../nbs/12_estimator_training.ipynb #67ec9eff
 def train_gaze(spec: dict, ncfg: NetConfig, data: SplitData, cfg: EstimatorConfig, work_dir: str | Path, device="cpu",
-               progress: bool = True, max_steps: int | None = None, stop_after: int | None = None) -> tuple[nn.Module, dict]:
-    "Train a gaze/head-pose estimator with `loop.fit`, checkpoints in `work_dir`; returns (net in eval mode, history)."
+               progress: bool = True, max_steps: int | None = None, stop_after: int | None = None, part: str = "all") -> tuple[nn.Module, dict]:
+    """Train a gaze/head-pose estimator with `loop.fit`, checkpoints in `work_dir`; returns (net in eval mode, history).
+    A crops net's `part` "locator" or "reader" trains only that part (the rest keeps its initial weights): see `assemble_gaze`."""
+    if part not in GAZE_PARTS: raise ValueError(f"part must be one of {GAZE_PARTS}, got {part!r}")
+    if part != "all" and spec.get("eyes") != "crops": raise ValueError(f"part {part!r}: only an `eyes: crops` net trains in parts")
     check_train_data(spec, data)
     device = torch.device(device)
     net = init_net(spec, ncfg.seed, device)
@@ -330,10 +346,24 @@ def train_gaze(spec: dict, ncfg: NetConfig, data: SplitData, cfg: EstimatorConfi
     def make_batch(step: int) -> dict:
         idx = batch_indices(len(data), cfg.batch_size, step, ncfg.seed)
         return gaze_batch(data, idx, cfg, step_generator(ncfg.seed, step), device, net.crops, net.has_points)
-    ck = fit(net, make_batch, lambda m, b, s: gaze_objective(m, b, cfg), ocfg, work_dir, device, config=_run_config(spec, ncfg, cfg, data, ocfg),
-             desc=f"train {spec['role']}", progress=progress, stop_after=stop_after)
+    config = _run_config(spec, ncfg, cfg, data, ocfg) | ({} if part == "all" else {"part": part})
+    ck = fit(net, make_batch, lambda m, b, s: gaze_objective(m, b, cfg, part), ocfg, work_dir, device, config=config,
+             desc=f"train {spec['role']}" + ("" if part == "all" else f" {part}"), progress=progress, stop_after=stop_after)
     net.load_state_dict(ck["model"])                                             # the checkpoint's weights (also after stop_after)
     return net.eval(), _history(ck, work_dir, len(data))
+
+def assemble_gaze(locator: tuple[dict, dict], reader: tuple[dict, dict], cfg: EstimatorConfig) -> tuple[dict, dict]:
+    """(state dict, history) of a crops net from its two parts' (state dict, history): `locator.*` from the locator part, the rest
+    from the reader part; the history's `final` terms and loss are the joint training's, each part's own under `parts`."""
+    (ls, lh), (rs, rh) = locator, reader
+    if lh["steps"] != rh["steps"]: raise ValueError(f"the parts trained {lh['steps']} (locator) and {rh['steps']} (reader) steps")
+    state = {k: (ls if k.startswith("locator.") else rs)[k] for k in rs}
+    final = {}
+    if "locator" in lh["final"] and "angles" in rh["final"]:                     # the joint loss, in float32 and the joint order
+        terms = {"angles": rh["final"]["angles"], "locator": lh["final"]["locator"], **({"points": rh["final"]["points"]} if "points" in rh["final"] else {})}
+        final = {"loss": float(crops_loss({k: torch.tensor(v, dtype=torch.float32) for k, v in terms.items()}, cfg)), **terms}
+    return state, {"steps": rh["steps"], "n_images": rh["n_images"], "final": final,
+                   "parts": {p: {"steps": h["steps"], "final": h["final"]} for p, h in (("locator", lh), ("reader", rh))}}
 
 # %% ../nbs/12_estimator_training.ipynb #rep00002
 @torch.no_grad()
@@ -494,16 +524,26 @@ def _exit_with_parent() -> None:
     if parent is None: return
     threading.Thread(target=lambda: (parent.join(), os._exit(1)), daemon=True).start()
 
-def _train_role(role: str, cfg: EstimatorConfig, train: SplitData, device, progress: bool, threads: int = 0) -> tuple[dict, dict]:
-    "Train one network (in this process, or with `threads` > 0 in a worker process); returns its weights and history."
+def training_plan(cfg: EstimatorConfig, device="cpu") -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    "The trainings (role, part) of this process and of the side process, each in order (no side process: one worker, or not the CPU)."
+    if cfg.workers < 2 or torch.device(device).type != "cpu": return [(r, "all") for r in ROLES], []
+    if cfg.gaze_eval.eyes != "crops": return [("gaze_loss", "all"), ("identity", "all")], [("gaze_eval", "all")]
+    return [("gaze_loss", "all"), ("gaze_eval", "locator")], [("gaze_eval", "reader"), ("identity", "all")]
+
+def _train_tasks(tasks: list[tuple[str, str]], cfg: EstimatorConfig, train: SplitData, device, progress: bool, threads: int = 0) -> dict:
+    "Train `tasks` (role, part) one after another (in this process, or with `threads` > 0 in a worker process); {task: (weights, history)}."
     if threads: torch.set_num_threads(threads); _exit_with_parent()
-    trainer = train_identity if role == "identity" else train_gaze
-    net, hist = trainer(net_spec(cfg, role), getattr(cfg, role), train, cfg, Path(cfg.out_dir) / "train" / role, device, progress)
-    return {k: v.cpu() for k, v in net.state_dict().items()}, hist
+    done = {}
+    for role, part in tasks:
+        work_dir = Path(cfg.out_dir) / "train" / (role if part == "all" else f"{role}_{part}")
+        if role == "identity": net, hist = train_identity(net_spec(cfg, role), cfg.identity, train, cfg, work_dir, device, progress)
+        else: net, hist = train_gaze(net_spec(cfg, role), getattr(cfg, role), train, cfg, work_dir, device, progress, part=part)
+        done[role, part] = {k: v.cpu() for k, v in net.state_dict().items()}, hist
+    return done
 
 def train_estimators(cfg: EstimatorConfig, device="cpu", progress: bool = True) -> dict:
     """Train, evaluate and save the three networks under `cfg` (into `cfg.out_dir`); returns the metrics dict.
-    With `workers` 2 on the CPU, the evaluation net (the longest) trains in a second process while this one trains the other two."""
+    With `workers` 2 on the CPU, two processes of one thread share the trainings (`training_plan`)."""
     from concurrent.futures import ProcessPoolExecutor
     import multiprocessing as mp
     splits = load_splits(cfg, progress); train = splits["train"]
@@ -514,13 +554,19 @@ def train_estimators(cfg: EstimatorConfig, device="cpu", progress: bool = True) 
                "train": {"n_images": len(train), "n_subjects": len(train.subjects), "eye_box_coverage": cov},
                "splits": {n: {"n_images": len(d), "n_subjects": int(d.subject.unique().numel())} for n, d in splits.items()}}
     out, t0 = Path(cfg.out_dir), time.time()
-    pool = ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) if cfg.workers > 1 and torch.device(device).type == "cpu" else None
+    mine, theirs = training_plan(cfg, device)
+    pool = ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) if theirs else None
+    threads = torch.get_num_threads()
     try:
-        side = pool.submit(_train_role, "gaze_eval", cfg, train, device, False, 1) if pool else None
-        results = {role: _train_role(role, cfg, train, device, progress) for role in ROLES if not (side and role == "gaze_eval")}
-        if side: results["gaze_eval"] = side.result()
+        side = pool.submit(_train_tasks, theirs, cfg, train, device, False, 1) if pool else None
+        if pool: torch.set_num_threads(1)                                       # one thread each
+        done = _train_tasks(mine, cfg, train, device, progress)
+        if side: done.update(side.result())
     finally:
+        torch.set_num_threads(threads)
         if pool: pool.shutdown()
+    results = {role: done[role, "all"] for role in ROLES if (role, "all") in done}
+    if "gaze_eval" not in results: results["gaze_eval"] = assemble_gaze(done["gaze_eval", "locator"], done["gaze_eval", "reader"], cfg)
     for role in ROLES:
         state, hist = results[role]
         net = build_net(net_spec(cfg, role)); net.load_state_dict(state); net = net.to(device).eval()

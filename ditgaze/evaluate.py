@@ -17,18 +17,20 @@ from tqdm.auto import tqdm
 from .config import DitgazeError, check
 from .data import DataError, first_pair_per_subject, list_subject_files, load_arrays, protocol_pairs, read_pairs_csv, SubjectDataset
 from .estimators import load_estimator
+from .geometry import gaze_cam_to_head, gaze_head_to_cam, head_pose_pitchyaw
 from .metrics import (check_images, color_regions, features, fid_feature_net, frechet_distance, identity_similarity, image_metrics,
                              images_per_second, load_lpips, redirection_errors, region_color_difference, summarize, unavailable, whiten_background)
-from .redirector import fit, load_model, predictor, redirect_fitted
+from .redirector import TOKENS, GazeRedirector, fit, load_model, predictor, redirect_fitted
 from .runtime import atomic_write, to_device
 
 # %% auto #0
-__all__ = ['TARGET_HIDDEN', 'KINDS', 'IMAGE_SUFFIXES', 'SPLIT_FIELDS', 'FOLLOW_AXES', 'PAIR_COLUMNS', 'TABLE_COLUMNS',
-           'TIMING_KEYS', 'EvaluateError', 'FitConfig', 'EvaluateConfig', 'Predictor', 'target_labels', 'whitened',
-           'reference_predictors', 'vae_predictors', 'mean_face', 'read_image_folder', 'precomputed_predictor',
-           'model_predictors', 'EvalFeatures', 'EvalNets', 'load_eval_nets', 'SplitPairs', 'discover_splits',
-           'load_split_pairs', 'Truth', 'read_truth', 'gaze_following', 'evaluate_split', 'pairs_csv_text',
-           'evaluate_group', 'report', 'markdown_table']
+__all__ = ['TARGET_HIDDEN', 'KINDS', 'IMAGE_SUFFIXES', 'SPLIT_FIELDS', 'FOLLOW_AXES', 'SWEEP_TOL_DEG', 'CONTROLS', 'PAIR_COLUMNS',
+           'TABLE_COLUMNS', 'SWEEP_COLUMNS', 'TIMING_KEYS', 'EvaluateError', 'FitConfig', 'EvaluateConfig', 'Predictor',
+           'target_labels', 'whitened', 'reference_predictors', 'vae_predictors', 'mean_face', 'read_image_folder',
+           'precomputed_predictor', 'embedder', 'model_predictors', 'EvalFeatures', 'EvalNets', 'load_eval_nets',
+           'SplitPairs', 'discover_splits', 'load_split_pairs', 'Truth', 'read_truth', 'sweep_stats', 'gaze_following',
+           'embedding_overlap', 'evaluate_split', 'pairs_csv_text', 'evaluate_group', 'report', 'sweep_table',
+           'sweep_caption', 'markdown_table']
 
 # %% ../nbs/51_evaluate.ipynb #7355a684
 class EvaluateError(DitgazeError, ValueError):
@@ -61,8 +63,10 @@ class EvaluateConfig:
     batch_size: int = 32                       # pairs per batch (batches never mix subjects)
     max_pairs: int = 0                         # 0 = all pairs of a split; else the first max_pairs rows (smoke runs)
     fps_repeats: int = 3                       # timed repeats of one batch for images per second (model rows)
-    follow_yaws: list[float] = field(default_factory=lambda: [-30.0, -15.0, 0.0, 15.0, 30.0])    # gaze-following sweep: yaws at pitch 0 (deg)
-    follow_pitches: list[float] = field(default_factory=lambda: [-20.0, -10.0, 0.0, 10.0, 20.0])  # ... and pitches at yaw 0 (deg)
+    # the gaze sweep: requested gazes in the input's HEAD frame (deg), increasing and equally spaced (>= 3; [] = no sweep): yaws at
+    # pitch 0, pitches at yaw 0, over the generator's whole range (data.gaze_yaw_deg 40, gaze_pitch_deg 30; the eye clamp is 60/50)
+    follow_yaws: list[float] = field(default_factory=lambda: [-40.0, -30.0, -20.0, -10.0, 0.0, 10.0, 20.0, 30.0, 40.0])
+    follow_pitches: list[float] = field(default_factory=lambda: [-30.0, -22.5, -15.0, -7.5, 0.0, 7.5, 15.0, 22.5, 30.0])
     out_dir: str = "reports/eval"              # <out_dir>/<group>/<split>.json and <split>_pairs.csv (the same bytes every run)
     speed_dir: str = "reports/speed"           # <speed_dir>/<group>/<split>.json: timings (measured, so kept out of DVC's hashes)
     metrics_dir: str = "reports/metrics"       # <split>.json: every row of every group (DVC metrics)
@@ -75,7 +79,9 @@ class EvaluateConfig:
         check(all(isinstance(n, int) and n >= 1 for n in self.sample_steps), "sample_steps", f"must be step counts >= 1, got {self.sample_steps}")
         for k in ("follow_yaws", "follow_pitches"):
             v = getattr(self, k)
-            check(len(v) == 0 or len(set(v)) >= 2, k, f"needs at least 2 distinct angles (or [] for no sweep), got {v}")
+            d = np.diff(np.asarray(v, np.float64))
+            check(len(v) == 0 or (len(v) >= 3 and (d > 0).all() and np.ptp(d) <= 1e-6 * d.max()), k,
+                  f"needs at least 3 increasing, equally spaced angles (or [] for no sweep), got {v}")
 
 # %% ../nbs/51_evaluate.ipynb #283eac84
 TARGET_HIDDEN = ("image", "head_mask", "left_eye_mask", "right_eye_mask", "landmarks")  # never shown to a model
@@ -90,6 +96,7 @@ class Predictor:
     n_images: int | None = None                 # precomputed: how many images (must equal the split's pairs)
     label: str = ""                             # the table's row label (default: name)
     fit_seconds: list[float] = field(default_factory=list)   # fitted rows: seconds each subject's fit took
+    embed: Callable[[dict, dict], dict] | None = None   # a model's feed-forward row: (input, target) -> its condition embeddings {name: [B,D]}
 
     def __post_init__(self):
         if self.kind not in KINDS: raise ValueError(f"predictor '{self.name}': kind must be one of {KINDS}, got {self.kind!r}")
@@ -149,13 +156,23 @@ def precomputed_predictor(predictions: Any, name: str = "predictions") -> Predic
     imgs = check_images(imgs, f"predictions '{name}'")                        # [K,3,H,W]
     return Predictor(name, lambda inp, tgt: imgs[inp["pair_index"].cpu()], "precomputed", n_images=imgs.shape[0])
 
+def embedder(model: GazeRedirector) -> Callable[[dict, dict], dict]:
+    "`embed(input, target)`: the identity, expression, gaze and head-pose embeddings [B,D] that condition the model's redirection of the pair."
+    @torch.no_grad()
+    def embed(inp: dict, tgt: dict) -> dict:
+        z_id, z_exp = model.streams.encoder(inp["image"])
+        g = model.streams.gaussians(z_id, z_exp, tgt["gaze"], tgt["w2c"])                  # the clamped head-frame gaze the model conditions on
+        tokens = model.tokens(z_id, z_exp, g.gaze_clamped, head_pose_pitchyaw(tgt["w2c"][:, :3, :3]))
+        return {n: tokens[:, i] for i, n in enumerate(TOKENS)}
+    return embed
+
 def model_predictors(name: str, checkpoint: str | Path, fit_cfg: FitConfig, device="cpu", sample_steps: list[int] = ()) -> list[Predictor]:
     """The rows of a trained run: `name` (feed-forward); `name_s<n>` for each of `sample_steps` if its renderer samples;
     `name_fit` (fitted to each subject first) if `fit_cfg.steps` and `name` is in `fit_cfg.runs`."""
     if not Path(checkpoint).exists(): raise EvaluateError(f"{checkpoint}: checkpoint of run '{name}' not found (train it first)")
     model = load_model(checkpoint, device)
     steps = getattr(model.renderer, "steps", None) if getattr(getattr(model.renderer, "cfg", None), "mode", None) == "diffusion" else None
-    rows = [Predictor(name, predictor(model), "model", label=name if steps is None else f"{name} ({steps} sampling steps)")]
+    rows = [Predictor(name, predictor(model), "model", label=name if steps is None else f"{name} ({steps} sampling steps)", embed=embedder(model))]
     if steps is not None:
         rows += [Predictor(f"{name}_s{n}", predictor(model, n), "model", label=f"{name} ({n} sampling step{'s' * (n > 1)})")
                  for n in sample_steps if n != steps]
@@ -274,34 +291,76 @@ def _frechet(real: torch.Tensor, fake: torch.Tensor, desc: str) -> dict:
     return {"value": value, "features": desc, "n_real": real.shape[0], "n_fake": fake.shape[0], "dim": real.shape[1]}
 
 FOLLOW_AXES = (("follow_pitch", "follow_pitches", 0), ("follow_yaw", "follow_yaws", 1))   # summary key, config key, gaze column
+SWEEP_TOL_DEG = 1e-4   # a reading that moves less than this does not move: above float32 round-off of an angle (~1e-5 deg), far below a real step
+
+def sweep_stats(req: torch.Tensor, y: torch.Tensor) -> dict:
+    """Linearity, jitter and monotonicity of readings `y` [S,V] (deg) of S inputs along the requests `req` [V] (deg, increasing, equally
+    spaced). slope: least squares of reading on request over all inputs; r2: of that line with one intercept per input (None when the
+    readings do not move); jitter: per input the largest |second difference|, mean (and max) over inputs; violations: per input the
+    steps whose reading goes down by more than SWEEP_TOL_DEG while the request goes up, mean over inputs."""
+    S, V = y.shape
+    x = (req - req.mean()).to(y)                                                 # [V] the same requests for every input
+    yc = y - y.mean(1, keepdim=True)                                             # per-input intercepts: a person's offset is not non-linearity
+    slope = float((yc * x).sum() / (S * (x ** 2).sum()))                         # = the plain pooled slope (every input has the same requests)
+    ss_tot, ss_res = float((yc ** 2).sum()), float(((yc - slope * x) ** 2).sum())
+    r2 = None if ss_tot <= S * V * SWEEP_TOL_DEG ** 2 else 1 - ss_res / ss_tot   # readings that never move (copy input): R^2 undefined
+    jit = (y[:, 2:] - 2 * y[:, 1:-1] + y[:, :-2]).abs().amax(1)                  # [S] worst second difference per input, deg
+    viol = (y.diff(dim=1) < -SWEEP_TOL_DEG).sum(1).double()                      # [S] steps against the request
+    return {"value": slope, "r2": r2, "jitter_deg": float(jit.mean()), "jitter_deg_max": float(jit.max()), "violations": float(viol.mean()),
+            "violations_max": int(viol.max()), "steps": V - 1}
+
+def _rotations(R: torch.Tensor, where: str) -> torch.Tensor:
+    eye = torch.eye(3, dtype=R.dtype).expand_as(R)
+    if not torch.allclose(R.transpose(-1, -2) @ R, eye, atol=1e-3) or (torch.linalg.det(R) < 0).any():
+        raise EvaluateError(f"{where}: w2c is not a rotation; the gaze sweep needs the head rotation (w2c_Rmat)")
+    return R
 
 @torch.no_grad()
 def gaze_following(pred: Predictor, sp: SplitPairs, nets: EvalNets, cfg: EvaluateConfig, device="cpu") -> dict:
-    """Does the output's gaze follow the request? The first input of each subject is redirected, in its own camera, to a yaw
-    sweep at pitch 0 and a pitch sweep at yaw 0; the evaluation estimator reads each output. Returns {'follow_yaw', 'follow_pitch'}:
-    the least-squares slope of reading on request (1: follows; 0: ignores it, as copy-input does) and the mean reading per request."""
+    """The gaze sweep: does the output's gaze follow the request, smoothly, and keep the person? The first input of each subject is
+    redirected, in its own camera, to `cfg.follow_yaws` at pitch 0 and `cfg.follow_pitches` at yaw 0, both in the input's head frame;
+    the evaluation estimator reads each output (converted back to the head frame). Returns {'follow_yaw', 'follow_pitch'}, each
+    `sweep_stats` (value = slope) plus 'identity': 100 x cosine of the identity embeddings of each output and of the (whitened) input,
+    mean over the sweep, and the mean reading and identity per request."""
     why = {"precomputed": "precomputed row: made for the pairs only", "fitted": "fitted row: shares its gaze path with the feed-forward row"}
     if pred.full_target or pred.kind in why:
         return {k: unavailable(why.get(pred.kind, "ground truth: no image exists for a request")) for k, _, _ in FOLLOW_AXES}
     rows = first_pair_per_subject(sp.pairs, sp.arrays["subject"].numpy(), len(sp.files))
-    out, who = {}, f"predictor '{pred.name}' output (gaze-following sweep)"
+    out, who = {}, f"predictor '{pred.name}' output (gaze sweep)"
     for key, ck, col in FOLLOW_AXES:
-        req = torch.tensor(getattr(cfg, ck), dtype=torch.float64)                # [V] degrees
+        req = torch.tensor(getattr(cfg, ck), dtype=torch.float64)                # [V] degrees, head frame
         if len(req) == 0: out[key] = unavailable(f"evaluate.{ck} is empty"); continue
-        reads = []
+        reads, ids = [], []
         for r in rows:
             inp = sp.items(np.repeat(sp.pairs[r, 0], len(req)), device)          # one input, V times
+            R = _rotations(inp["w2c"][:, :3, :3].double().cpu(), f"{sp.pairs_file}: pair {r} ({sp.rows[r][0]}, input {sp.rows[r][1]})")
             tgt = {k: v for k, v in target_labels(inp).items() if k != "gaze_head"}
-            tgt["gaze"] = torch.zeros(len(req), 2, dtype=inp["gaze"].dtype, device=device)
-            tgt["gaze"][:, col] = torch.deg2rad(req).to(tgt["gaze"])
+            head = torch.zeros(len(req), 2, dtype=torch.float64); head[:, col] = torch.deg2rad(req)
+            tgt["gaze"] = gaze_head_to_cam(head, R).to(inp["gaze"])            # the request in the camera the output is drawn in
             img = check_images(pred.fn(inp, tgt), who)
-            reads.append(torch.rad2deg(features(nets.gaze, img, cfg.batch_size, who)[:, col].double().cpu()))   # [V]
-        y = torch.stack(reads)                                                   # [S,V] readings, degrees
-        x = req.expand_as(y)
-        slope = float(((x - x.mean()) * (y - y.mean())).sum() / ((x - x.mean()) ** 2).sum())
-        out[key] = {"value": slope, "requests_deg": req.tolist(), "readings_deg_mean": [round(v, 4) for v in y.mean(0).tolist()],
+            g = features(nets.gaze, img, cfg.batch_size, who)[:, :2].double().cpu()
+            reads.append(torch.rad2deg(gaze_cam_to_head(g, R)[:, col]))           # [V] readings, head frame, degrees
+            emb = features(nets.identity, torch.cat([whitened(inp)[:1], img]), cfg.batch_size, who)
+            ids.append(identity_similarity(emb[1:], emb[:1].expand(len(req), -1)).cpu())   # [V] vs the input: no image exists at a request
+        y, idm = torch.stack(reads), torch.stack(ids)                            # [S,V] each
+        out[key] = {**sweep_stats(req, y), "identity": float(idm.mean()), "requests_deg": req.tolist(), "frame": "head",
+                    "readings_deg_mean": [round(v, 4) for v in y.mean(0).tolist()], "identity_mean": [round(v, 4) for v in idm.mean(0).tolist()],
                     "n_inputs": len(rows)}
     return out
+
+CONTROLS = ("exp", "gaze", "pose")   # the embeddings DiT-Gaze's orthogonality loss keeps apart
+
+def embedding_overlap(emb: dict[str, torch.Tensor]) -> dict:
+    """How far apart a model keeps its condition embeddings {name: [N,D]} over a split. Per pair of embeddings: the mean per-sample
+    |cos| (what the orthogonality loss acts on), and the mean |cos| of their deviations from their means over the split (do their
+    changes point the same way? Two embeddings can be orthogonal per sample and still co-vary). `value`: the per-sample |cos| averaged
+    over the pairs of gaze, head pose and expression."""
+    u = {k: torch.nn.functional.normalize(v.double(), dim=-1) for k, v in emb.items()}
+    c = {k: torch.nn.functional.normalize(v.double() - v.double().mean(0), dim=-1) for k, v in emb.items()}
+    pairs = {f"{a}_{b}": {"abs_cos": (u[a] * u[b]).sum(-1).abs().mean().item(), "abs_cos_centred": (c[a] * c[b]).sum(-1).abs().mean().item()}
+             for i, a in enumerate(emb) for b in list(emb)[i + 1:]}
+    ctrl = [v["abs_cos"] for k, v in pairs.items() if all(x in CONTROLS for x in k.split("_"))]
+    return {"value": float(np.mean(ctrl)) if ctrl else None, "pairs": pairs, "n": len(next(iter(emb.values())))}
 
 @torch.no_grad()
 def evaluate_split(pred: Predictor, sp: SplitPairs, truth: Truth, nets: EvalNets, cfg: EvaluateConfig, device="cpu", progress: bool = False) -> dict:
@@ -310,7 +369,7 @@ def evaluate_split(pred: Predictor, sp: SplitPairs, truth: Truth, nets: EvalNets
     K = len(sp)
     if pred.n_images is not None and pred.n_images != K:
         raise EvaluateError(f"predictions '{pred.name}': {pred.n_images} images for {K} pairs of {sp.pairs_file}")
-    per, fid_fake, fps, timed = {}, [], None, pred.kind in ("model", "fitted")
+    per, fid_fake, fps, timed, embs = {}, [], None, pred.kind in ("model", "fitted"), {}
     pred.fit_seconds.clear()
     for b in tqdm(sp.batches(cfg.batch_size), desc=f"{sp.name}: {pred.name}", disable=not progress, leave=False):
         inp, tgt = sp.items(sp.pairs[b, 0], device), sp.items(sp.pairs[b, 1], device)
@@ -335,6 +394,8 @@ def evaluate_split(pred: Predictor, sp: SplitPairs, truth: Truth, nets: EvalNets
         regions = color_regions(tgt)
         vals["color_face"], vals["color_head"] = (region_color_difference(out, gt, regions[k]) for k in ("face", "head"))
         if nets.fid_net is not None: fid_fake.append(features(nets.fid_net, out, cfg.batch_size, who))
+        if pred.embed is not None:
+            for k, v in pred.embed(inp, seen).items(): embs.setdefault(k, []).append(v.detach().cpu())
         for k, v in vals.items(): per.setdefault(k, []).append(v.detach().double().cpu())
     per_pair = {k: torch.cat(v).numpy() for k, v in per.items()}
     summary = summarize(per_pair)
@@ -342,6 +403,8 @@ def evaluate_split(pred: Predictor, sp: SplitPairs, truth: Truth, nets: EvalNets
     summary["fid"] = _frechet(truth.fid, torch.cat(fid_fake), nets.fid_desc) if nets.fid_net is not None else unavailable(nets.fid_desc)
     summary["fps"] = fps if fps is not None else unavailable(f"{pred.kind} row: makes no images")
     if pred.kind == "fitted": summary["fit_seconds_per_subject"] = summarize({"s": pred.fit_seconds})["s"]
+    summary["embedding_cos"] = (embedding_overlap({k: torch.cat(v) for k, v in embs.items()}) if embs
+                                else unavailable("no condition embeddings: a reference, a fitted or another step count's row"))
     summary.update(gaze_following(pred, sp, nets, cfg, device))
     return {"name": pred.name, "label": pred.label, "kind": pred.kind, "split": sp.name, "n_pairs": K, "per_pair": per_pair, "summary": summary}
 
@@ -351,7 +414,11 @@ PAIR_COLUMNS = ("gaze_error", "gaze_error_to_label", "gaze_error_gt_to_label", "
 TABLE_COLUMNS = (  # (header, key in the summary, decimals)
     ("Gaze ° ↓", "gaze_error", 2), ("Gaze→label °", "gaze_error_to_label", 2), ("Head ° ↓", "head_error", 2), ("SSIM ↑", "ssim", 3),
     ("PSNR ↑", "psnr", 2), ("LPIPS ↓", "lpips", 3), ("FID ↓", "fid", 2), ("ID ↑", "identity", 1), ("ΔE face ↓", "color_face", 1),
-    ("ΔE head ↓", "color_head", 1), ("Yaw follow →1", "follow_yaw", 2), ("Pitch follow →1", "follow_pitch", 2))
+    ("ΔE head ↓", "color_head", 1), ("Yaw follow →1", "follow_yaw", 2), ("Pitch follow →1", "follow_pitch", 2),
+    ("Emb. |cos| ↓", "embedding_cos", 3))
+SWEEP_COLUMNS = tuple((f"{ax} {h}", key, fld, d) for ax, key in (("Yaw", "follow_yaw"), ("Pitch", "follow_pitch"))
+                      for h, fld, d in (("slope →1", "value", 2), ("R² →1", "r2", 3), ("jitter ° ↓", "jitter_deg", 2),
+                                        ("viol. ↓", "violations", 1), ("ID ↑", "identity", 1)))   # (header, summary key, field, decimals)
 TIMING_KEYS = ("fps", "fit_seconds_per_subject")   # measured on this machine: never in the DVC-hashed files
 
 def pairs_csv_text(sp: SplitPairs, results: list[dict]) -> str:
@@ -390,11 +457,13 @@ def evaluate_group(group: str, predictors: list[Predictor], cfg: EvaluateConfig,
     return out
 
 # %% ../nbs/51_evaluate.ipynb #aaee3b1e
+def _num(v: float, dec: int) -> str: return f"{round(v, dec) + 0.0:.{dec}f}"   # + 0.0: a round-off -1e-17 prints 0.00, not -0.00
+
 def _cell(rec: dict | None, key: str, dec: int) -> str:
     if rec is None: return "n/a"
-    if "mean" in rec: return f"{rec['mean']:.{dec}f}"
-    if key == "fps" and "images_per_second" in rec: return f"{rec['images_per_second']:.{dec}f}"
-    return "n/a" if rec.get("value") is None else f"{rec['value']:.{dec}f}"
+    if "mean" in rec: return _num(rec["mean"], dec)
+    if key == "fps" and "images_per_second" in rec: return _num(rec["images_per_second"], dec)
+    return "n/a" if rec.get("value") is None else _num(rec["value"], dec)
 
 def report(cfg: EvaluateConfig, groups: list[str]) -> dict[str, dict]:
     "Gather the groups' files (in this order) per split into <metrics_dir>/<split>.json and <tables_dir>/<split>.md; returns the merged docs."
@@ -415,8 +484,28 @@ def report(cfg: EvaluateConfig, groups: list[str]) -> dict[str, dict]:
         atomic_write(Path(cfg.tables_dir) / f"{split}.md", markdown_table(m))
     return docs
 
-def markdown_table(m: dict, timings: bool = True) -> str:
-    "A split's table in Markdown: a synthetic-data header, one row per model row, notes."
+def _sweep_cell(rec: dict | None, fld: str, dec: int) -> str:
+    v = None if rec is None else rec.get(fld)
+    return "n/a" if v is None else _num(v, dec)
+
+def sweep_table(m: dict) -> list[str]:
+    "The gaze sweep's table of a split (Markdown lines): the same rows as the main table, per axis slope, R², jitter, violations, ID."
+    lines = ["| Row | " + " | ".join(h for h, _, _, _ in SWEEP_COLUMNS) + " |", "|---|" + "---:|" * len(SWEEP_COLUMNS)]
+    for rec in m["rows"].values():
+        lines.append(f"| {rec['label']} | " + " | ".join(_sweep_cell(rec.get(k), f, d) for _, k, f, d in SWEEP_COLUMNS) + " |")
+    return lines
+
+def sweep_caption(m: dict) -> str:
+    "The sweep table's caption: its inputs and requests."
+    rec = next((r[k] for r in m["rows"].values() for k in ("follow_yaw", "follow_pitch") if r.get(k, {}).get("requests_deg")), None)
+    if rec is None: return "Gaze sweep: no row has one."
+    req = {k: next((r[k]["requests_deg"] for r in m["rows"].values() if r.get(k, {}).get("requests_deg")), None) for k in ("follow_yaw", "follow_pitch")}
+    span = lambda v: "none" if v is None else f"{v[0]:g}..{v[-1]:g}° every {v[1] - v[0]:g}° ({len(v)} requests)"
+    return (f"Gaze sweep ({rec['n_inputs']} inputs, each subject's first; requests in the input's head frame: yaw {span(req['follow_yaw'])} "
+            f"at pitch 0, pitch {span(req['follow_pitch'])} at yaw 0):")
+
+def markdown_table(m: dict, timings: bool = True, sweep: bool = True) -> str:
+    "A split's table in Markdown: a synthetic-data header, one row per model row, the gaze sweep's table under it (`sweep`), notes."
     cols = TABLE_COLUMNS + ((("FPS (this machine)", "fps", 1), ("fit s/subject", "fit_seconds_per_subject", 1)) if timings else ())
     lines = [f"# Evaluation: split `{m['split']}`", "",
              f"**Synthetic data** ({m['dataset']}, made by the project's procedural generator). These are not ETH-XGaze numbers "
@@ -426,6 +515,7 @@ def markdown_table(m: dict, timings: bool = True) -> str:
     for name, rec in m["rows"].items():
         rec = {**rec, **m.get("speed", {}).get(name, {})}
         lines.append(f"| {rec['label']} | " + " | ".join(_cell(rec.get(k), k, d) for _, k, d in cols) + " |")
+    if sweep: lines += ["", sweep_caption(m), "", *sweep_table(m)]
     floor = m.get("estimator_floor_gaze_deg")
     lines += ["", "Notes:",
               "- Gaze/Head: angle between the evaluation estimator's readings of the prediction and of the ground truth (GazeNeRF's metric), degrees; "
@@ -434,8 +524,13 @@ def markdown_table(m: dict, timings: bool = True) -> str:
               "- Ground truth is whitened outside its head mask; predictions are used as they are. SSIM/PSNR: piq, data range 1 (identical images: 80 dB).",
               "- ID: 100 x cosine of the project-trained identity network's embeddings (not a face-recognition network trained on real faces).",
               "- ΔE: CIEDE2000 between the mean CIELAB colours of prediction and ground truth over the face (below the brows, no eyes) and the whole head.",
-              "- Yaw/Pitch follow: each subject's first input redirected to a sweep of yaws (pitch 0) and of pitches (yaw 0); slope of the "
-              "evaluation estimator's reading on the request (1: the gaze follows; 0: it ignores the request).",
+              "- Yaw/Pitch follow, and the sweep table: each subject's first input redirected along a line of yaws (pitch 0) and of pitches "
+              "(yaw 0) in its head frame, read by the evaluation estimator. Slope of reading on request (1: the gaze follows; 0: it ignores the "
+              "request); R²: of that line, one intercept per input (n/a: the readings never move); jitter: largest |second difference| of an "
+              "input's readings, mean over inputs; viol.: steps where the reading goes against the request, mean over inputs; ID: identity "
+              "similarity of each sweep output to the input itself (no ground truth exists at a request), mean over the sweep.",
+              "- Emb. |cos|: the model's gaze, head-pose and expression embeddings (what conditions its renderer), mean per-pair |cos| over "
+              "the split's pairs (0: orthogonal, DiT-Gaze's constraint); the JSON has every pair, identity included, and their centred overlaps.",
               f"- LPIPS: {m['lpips']}.",
               f"- FID features: {m['fid_features']}" + ("" if "not Inception" not in m["fid_features"] else "; not comparable with Inception FID in published tables") + ". FID is over the whole split."]
     if timings: lines.append("- FPS and fitting time: measured on this machine (not part of the DVC-tracked metrics).")

@@ -73,13 +73,17 @@ def pairs_figure(columns: dict[str, torch.Tensor], path: str | Path, titles: dic
     return save_figure(fig, path)
 
 def sweep_figure(image: torch.Tensor, grid: torch.Tensor, pitches: Sequence[float], yaws: Sequence[float], path: str | Path,
-                 input_title: str = "input") -> Path:
-    "The input [3,H,W] and its redirections `grid` [len(pitches)*len(yaws),3,H,W] (row-major: pitch, then yaw; degrees)."
+                 input_title: str = "input", title: str = "") -> Path:
+    "The input [3,H,W] and its redirections `grid` [len(pitches)*len(yaws),3,H,W] (row-major: pitch, then yaw; degrees); `title` above."
     plt = _plt()
-    fig, axs = plt.subplots(len(pitches), len(yaws) + 1, figsize=(1.3 * (len(yaws) + 1), 1.35 * len(pitches)), squeeze=False)
+    top = 0.25 if title else 0.0                                                          # inches for the title line
+    fig, axs = plt.subplots(len(pitches), len(yaws) + 1, figsize=(1.3 * (len(yaws) + 1), 1.35 * len(pitches) + top), squeeze=False)
     for r in range(len(pitches)):
         if r == 0: _show(axs[r, 0], image, input_title)
         else: axs[r, 0].axis("off")
         for c in range(len(yaws)): _show(axs[r, c + 1], grid[r * len(yaws) + c], f"p{pitches[r]:+.0f} y{yaws[c]:+.0f}")
-    fig.tight_layout()
+    if title:
+        fig.suptitle(title, fontsize=6)
+        fig.tight_layout(rect=(0, 0, 1, 1 - top / fig.get_figheight()))              # the title's line on top of the cells
+    else: fig.tight_layout()
     return save_figure(fig, path)

@@ -24,7 +24,7 @@ from .renderers.unet import UNetConfig, UNetRenderer
 from .renderers.diffusion import DiTConfig, DiTRenderer
 
 # %% auto #0
-__all__ = ['RENDERERS', 'MODEL_FORMAT', 'StreamsConfig', 'PoseNet', 'Streams', 'front', 'source_depth', 'warp_source',
+__all__ = ['RENDERERS', 'TOKENS', 'MODEL_FORMAT', 'StreamsConfig', 'PoseNet', 'Streams', 'front', 'source_depth', 'warp_source',
            'ModelConfig', 'geometry', 'GazeRedirector', 'RedirectError', 'redirect', 'sweep', 'fit_names',
            'source_dict', 'fit', 'redirect_fitted', 'model_state', 'build_model', 'load_model', 'predictor']
 
@@ -176,6 +176,8 @@ def geometry(streams: Streams, cfg: ModelConfig, source: dict, target: dict, cod
             "gaze_head": g.gaze_clamped, "head_pose": head_pose_pitchyaw(target["w2c"][:, :3, :3]), **z}
 
 # %% ../nbs/40_redirector.ipynb #r0000001
+TOKENS = ("id", "exp", "gaze", "pose")   # the condition tokens, in the order of `Cond.tokens`
+
 class GazeRedirector(nn.Module):
     "Streams (frozen or not) + condition tokens, appearance encoder and a renderer from the registry."
     def __init__(self, cfg: ModelConfig, streams: Streams):
@@ -191,13 +193,21 @@ class GazeRedirector(nn.Module):
         upscale = streams.cfg.image_size // streams.cfg.render_size
         self.renderer = RENDERERS[cfg.renderer](cfg, in_channels, D, upscale)
 
+    def tokens(self, z_id: Tensor, z_exp: Tensor, gaze_head: Tensor, head_pose: Tensor) -> Tensor:
+        "The condition tokens [B,4,D] in the order of `TOKENS`: projections of the codes and of the angles' positional encodings."
+        f = self.streams.cfg.head.posenc_freqs
+        return torch.stack([self.tok_id(z_id), self.tok_exp(z_exp), self.tok_gaze(posenc(gaze_head, f)), self.tok_pose(posenc(head_pose, f))], 1)
+
     def condition(self, z_id: Tensor, z_exp: Tensor, gaze_head: Tensor, head_pose: Tensor, source: Tensor, warped: Tensor | None = None) -> Cond:
         "Tokens [B,4,D] (identity, expression, gaze in the head frame, head pose), the source's appearance tokens, their summary, the warped source."
-        f = self.streams.cfg.head.posenc_freqs
-        tokens = torch.stack([self.tok_id(z_id), self.tok_exp(z_exp), self.tok_gaze(posenc(gaze_head, f)),
-                              self.tok_pose(posenc(head_pose, f))], 1)                          # [B,4,D]
+        tokens = self.tokens(z_id, z_exp, gaze_head, head_pose)                                  # [B,4,D]
         app, vec = self.appearance(source)                                                      # [B,S,D], [B,D]
         return Cond(tokens, app, self.to_vector(tokens.sum(1) + vec), warped)
+
+    @staticmethod
+    def embeddings(cond: Cond, identity: bool = False) -> dict[str, Tensor]:
+        "The gaze, head-pose and expression embeddings [B,D] of a condition (and the identity's): what the orthogonality loss keeps apart."
+        return {n: cond.tokens[:, TOKENS.index(n)] for n in TOKENS if identity or n != "id"}
 
     def prepare(self, source: dict, target: dict, codes: dict | None = None) -> dict:
         """Everything before the renderer: `geometry`, then the condition. Returns maps [B,C',r,r], cond, preview, gaze_head, codes."""

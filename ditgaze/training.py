@@ -15,17 +15,18 @@ import torch.nn.functional as F
 from .config import ConfigError, check, override, to_dict
 from .data import DataError, field_sources, gaze_pairs, list_subject_files, load_arrays, multiview_pairs, open_h5, whiten
 from .estimators import load_estimator
-from .gaussian_head import head_template_from_files, render_streams, scale_intrinsics
-from .geometry import angular_error
+from .gaussian_head import GaussianHeadConfig, clamp_gaze, head_template_from_files, render_streams, scale_intrinsics
+from .geometry import angular_error, gaze_cam_to_head, gaze_head_to_cam
 from .loop import OptimConfig, batch_indices, fit, load_checkpoint
-from .losses import EstimatorFeatures, LossConfig, downsample_regions, image_loss, region_masks, target_loss
+from .losses import (EstimatorFeatures, LossConfig, downsample_regions, image_loss, intermediate_gazes, intermediate_loss,
+                            orthogonality_loss, region_masks, target_loss)
 from .redirector import GazeRedirector, ModelConfig, Streams, StreamsConfig, geometry, model_state
 from .runtime import fingerprint, to_device
 
 # %% auto #0
 __all__ = ['FIELDS', 'SHAPE_FIELDS', 'STREAMS_FORMAT', 'PairData', 'GaussiansLossConfig', 'GaussiansConfig', 'gaussians_step',
-           'train_gaussians', 'load_streams', 'TrainConfig', 'run_config', 'train_step', 'StepBatches', 'batch_maker',
-           'train_run']
+           'train_gaussians', 'load_streams', 'TrainConfig', 'run_config', 'mid_request', 'mid_geometry', 'train_step',
+           'StepBatches', 'batch_maker', 'train_run']
 
 # %% ../nbs/42_training.ipynb #tr000006
 FIELDS = ("image", "head_mask", "left_eye_mask", "right_eye_mask", "gaze", "head_pose", "w2c", "K", "frame_index", "cam_index", "subject", "index")
@@ -159,14 +160,44 @@ def _source_target(batch: dict) -> tuple[dict, dict]:
     inp, tgt = batch["input"], batch["target"]
     return {"image": inp["image"], "w2c": inp["w2c"], "K": inp["K"], "gaze": inp["gaze"]}, {"gaze": tgt["gaze"], "w2c": tgt["w2c"], "K": tgt["K"]}
 
+def mid_request(batch: dict, step: int, cfg: TrainConfig, head: GaussianHeadConfig) -> Tensor | None:
+    """The intermediate gazes [m,2] (pitch/yaw, each target's camera) of batch `step` for its first m = share x B pairs, clamped to
+    the eye field's range; None when the weak supervision is off at this step."""
+    L, M = cfg.loss, cfg.loss.intermediate
+    if M.gaze <= 0 or step < L.gaze_start: return None
+    inp, tgt = batch["input"], batch["target"]
+    m = max(1, round(M.share * len(tgt["gaze"])))
+    R_in, R_t = inp["w2c"][:m, :3, :3], tgt["w2c"][:m, :3, :3]
+    g = intermediate_gazes(gaze_cam_to_head(inp["gaze"][:m], R_in), gaze_cam_to_head(tgt["gaze"][:m], R_t), step, L.gaze_start,
+                           cfg.optim.steps, M, cfg.optim.seed)                                  # [m,2] head frame
+    return gaze_head_to_cam(clamp_gaze(g, head.pitch_max_deg, head.yaw_max_deg), R_t)
+
+def mid_geometry(streams: Streams, cfg: TrainConfig, batch: dict, request: Tensor) -> dict:
+    "The geometry of the batch's first len(request) sources redirected to `request` in their targets' cameras."
+    source, target = _source_target(batch)
+    m = len(request)
+    return geometry(streams, cfg.model, {k: v[:m] for k, v in source.items()}, {"gaze": request, "w2c": target["w2c"][:m], "K": target["K"][:m]})
+
 def train_step(model: GazeRedirector, batch: dict, step: int, cfg: TrainConfig, feats: EstimatorFeatures | None) -> tuple[Tensor, dict]:
-    "A renderer run's loss of one pair batch: geometry (or the batch's precomputed `geometry`), the condition, the renderer's own loss."
-    tgt = batch["target"]
+    """A renderer run's loss of one pair batch: geometry (or the batch's precomputed `geometry`), the condition, the renderer's own loss;
+    the orthogonality loss (measured always, weighted by `loss.ortho`); the intermediate gazes (the batch's precomputed `mid`, or drawn here)."""
+    tgt, L = batch["target"], cfg.loss
     source, target = _source_target(batch)
     g = batch.get("geometry") or geometry(model.streams, model.cfg, source, target)
     cond = model.condition(g["z_id"], g["z_exp"], g["gaze_head"], g["head_pose"], source["image"], g["warped"])
     white = whiten(tgt["image"], region_masks(tgt)["head"])                               # what the renderer must produce (a latent renderer encodes it)
-    loss, terms, _ = model.renderer.loss(g["maps"], cond, white, lambda im: target_loss(im, tgt, cfg.loss, feats, step))
+    loss, terms, _ = model.renderer.loss(g["maps"], cond, white, lambda im: target_loss(im, tgt, L, feats, step))
+    ortho, t = orthogonality_loss(model.embeddings(cond, L.ortho_identity))
+    terms.update(t)
+    if L.ortho > 0: loss = loss + L.ortho * ortho
+    mid = batch.get("mid")
+    req = mid["gaze"] if mid is not None else mid_request(batch, step, cfg, model.streams.cfg.head)
+    if req is not None and feats is not None:
+        m = len(req)
+        gm = mid["geometry"] if mid is not None else mid_geometry(model.streams, cfg, batch, req)
+        cm = model.condition(gm["z_id"], gm["z_exp"], gm["gaze_head"], gm["head_pose"], source["image"][:m], gm["warped"])
+        lm, tm = intermediate_loss(model.renderer.one_pass(gm["maps"], cm), req, {k: v[:m] for k, v in tgt.items()}, feats, L.intermediate)
+        loss = loss + lm; terms.update(tm)
     return loss, terms
 
 class StepBatches(torch.utils.data.Dataset):
@@ -176,7 +207,10 @@ class StepBatches(torch.utils.data.Dataset):
     def __len__(self) -> int: return self.cfg.optim.steps
     def __getitem__(self, step: int) -> dict:
         b = self.data.batch(batch_indices(len(self.data.pairs), self.cfg.optim.batch_size, step, self.cfg.optim.seed), "cpu")
-        with torch.no_grad(): b["geometry"] = geometry(self.streams, self.cfg.model, *_source_target(b))
+        with torch.no_grad():
+            b["geometry"] = geometry(self.streams, self.cfg.model, *_source_target(b))
+            req = mid_request(b, step, self.cfg, self.streams.cfg.head)
+            if req is not None: b["mid"] = {"gaze": req, "geometry": mid_geometry(self.streams, self.cfg, b, req)}
         return b
 
 def _one_thread(_): torch.set_num_threads(1)
@@ -204,7 +238,7 @@ def train_run(name: str, cfg: TrainConfig, device="cpu", progress: bool = True, 
     streams.requires_grad_(cfg.finetune_gaussians)
     torch.manual_seed(cfg.optim.seed)
     model = GazeRedirector(cfg.model, streams)
-    needs_est = cfg.loss.perceptual > 0 or cfg.loss.gaze > 0
+    needs_est = cfg.loss.perceptual > 0 or cfg.loss.gaze > 0 or cfg.loss.intermediate.gaze > 0
     feats = EstimatorFeatures(load_estimator(cfg.loss_estimator, device)) if needs_est else None
     config = {"train": {k: v for k, v in to_dict(cfg).items() if k != "geometry_workers"}, "data": fingerprint(Path(cfg.dataset) / "train"),
               "gaussians": fingerprint(cfg.gaussians), "loss_estimator": fingerprint(cfg.loss_estimator) if needs_est else None}

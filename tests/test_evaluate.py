@@ -13,6 +13,7 @@ from ditgaze.config import ConfigError, load_params, to_dict
 from ditgaze.data import DITGAZE_SCHEMA, DataError, write_subject
 from ditgaze.estimator_training import EstimatorConfig, net_spec
 from ditgaze.estimators import build_net, save_estimator
+from ditgaze.geometry import euler_to_matrix
 from ditgaze.evaluate import EvaluateConfig, EvaluateError, evaluate_group, precomputed_predictor, report
 
 S = 32  # image size of the fixture
@@ -40,6 +41,7 @@ def toy_arrays(n, seed, tint_seed):
     a["face_patch"] = (img[..., ::-1] * 255).round().astype(np.uint8)       # BGR
     a["head_mask"] = mask; a["left_eye_mask"][:, 12, 8:16] = 1; a["right_eye_mask"][:, 12, 16:24] = 1
     a["pitchyaw"], a["face_head_pose"], a["pitchyaw_head"] = gaze.astype(np.float32), head.astype(np.float32), gaze.astype(np.float32)
+    a["w2c_Rmat"] = euler_to_matrix(torch.tensor(head[:, 0]), torch.tensor(head[:, 1])).numpy().astype(np.float32)   # the gaze sweep's head frame
     a["facial_landmarks"][:, 17:27, 1] = 8.0                                # the brows' row: the colour metric's face region starts there
     return a
 
@@ -118,6 +120,10 @@ def test_references_and_report_write_metrics_pairs_and_tables(stage):
         assert "**Synthetic data**" in md and "not ETH-XGaze" in md and "| ground truth (reference: ceiling) |" in md
         assert "| copy input (reference: floor) |" in md and "| mean face (reference: a generic face) |" in md
         assert "FID features: evaluation gaze estimator features" in md and "LPIPS: LPIPS unavailable" in md
+        for ax in ("follow_yaw", "follow_pitch"):                             # the gaze sweep: copy input never moves and is the input
+            assert c[ax]["value"] == pytest.approx(0.0, abs=1e-9) and c[ax]["r2"] is None and c[ax]["violations"] == 0
+            assert c[ax]["identity"] == pytest.approx(100.0, abs=1e-4) and c[ax]["n_inputs"] == ns and g[ax]["value"] is None
+        assert "Gaze sweep (" in md and "| copy input (reference: floor) | 0.00 | n/a | 0.00 | 0.0 | 100.0 | 0.00 | n/a |" in md
     assert sorted(f.name for f in (tmp / "reports/metrics").iterdir()) == ["shift_light.json", "test.json"]   # train has no pairs file
 
 

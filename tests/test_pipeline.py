@@ -99,6 +99,7 @@ def test_tables_hold_reference_rows_and_baseline(smoke_repo):
         fitted = ["baseline_fit"] if split == "test" else []                  # evaluate.fit.splits: fitted rows on test only
         assert list(m["rows"]) == [*REFS, "vae_reconstruction", "baseline", *fitted, "ditgaze", "ditgaze_s1"], (split, list(m["rows"]))
         assert m["rows"]["baseline"]["kind"] == "model" and all(m["rows"][f]["kind"] == "fitted" for f in fitted)
+        assert 0 <= m["rows"]["ditgaze"]["embedding_cos"]["value"] <= 1 and m["rows"]["ditgaze_s1"]["embedding_cos"]["value"] is None   # one model, one measurement
         assert "fps" not in json.dumps(m)                                    # DVC metrics: no measurements of this machine
         table = (smoke_repo / f"reports/tables/{split}.md").read_text()
         assert "**Synthetic data**" in table and "| copy input (reference: floor) |" in table and "| ground truth (reference: ceiling) |" in table

@@ -139,6 +139,13 @@ class DiTRenderer(nn.Module):
         if self.cfg.mode == "direct": return self.compose(self.net(x, cond.vector, cond.context()), cond)
         return self.compose(sample(self.net, x, cond, self.steps, self.cfg.scheduler, self.cfg.seed), cond)
 
+    def one_pass(self, maps: Tensor, cond: Cond) -> Tensor:
+        "The image in one differentiable pass: direct mode's image, or diffusion's x0 estimate from (seeded) pure noise, i.e. one sampling step."
+        self.check_maps(maps)
+        x = torch.cat([maps, self.source(maps, cond)], 1)                                          # [B,C+c+1,h,w]
+        if self.cfg.mode == "direct": return self.compose(self.net(x, cond.vector, cond.context()), cond)
+        return self.compose(sample(self.net, x, cond, 1, self.cfg.scheduler, self.cfg.seed), cond)
+
     def loss(self, maps: Tensor, cond: Cond, target: Tensor, image_loss: ImageLoss) -> tuple[Tensor, dict, Tensor]:
         "Direct: the image loss of what it renders (+ latent L1). Diffusion: the x0 MSE at a random noise level + the image loss of the decoded x0 estimate."
         self.check_maps(maps)
