@@ -171,7 +171,7 @@ def model_predictors(name: str, checkpoint: str | Path, fit_cfg: FitConfig, devi
     `name_fit` (fitted to each subject first) if `fit_cfg.steps` and `name` is in `fit_cfg.runs`."""
     if not Path(checkpoint).exists(): raise EvaluateError(f"{checkpoint}: checkpoint of run '{name}' not found (train it first)")
     model = load_model(checkpoint, device)
-    steps = getattr(model.renderer, "steps", None) if getattr(getattr(model.renderer, "cfg", None), "mode", None) == "diffusion" else None
+    steps = getattr(model.renderer, "steps", None)                                  # None: the renderer does not sample
     rows = [Predictor(name, predictor(model), "model", label=name if steps is None else f"{name} ({steps} sampling steps)", embed=embedder(model))]
     if steps is not None:
         rows += [Predictor(f"{name}_s{n}", predictor(model, n), "model", label=f"{name} ({n} sampling step{'s' * (n > 1)})")

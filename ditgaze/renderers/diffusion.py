@@ -85,7 +85,8 @@ class DiTRenderer(nn.Module):
     def __init__(self, cfg: DiTConfig, in_channels: int, dim: int, upscale: int):
         super().__init__()
         pre, p = PRESETS[cfg.preset], PRESETS[cfg.preset]["patch"]
-        self.cfg, self.in_channels, self.upscale, self.steps = cfg, in_channels, upscale, cfg.steps
+        self.cfg, self.in_channels, self.upscale = cfg, in_channels, upscale
+        self.steps = cfg.steps if cfg.mode == "diffusion" else None                  # None: a renderer that does not sample
         if cfg.space == "latent":
             self.codec = LatentCodec(load_vae(cfg.vae_dir, "model.dit.vae_dir") if cfg.vae_dir else build_vae(cfg.vae, "model.dit.vae"))
             f, channels, out_patch = self.codec.factor, self.codec.channels, p
