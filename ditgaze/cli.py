@@ -13,10 +13,10 @@ from .config import ConfigError, DitgazeError, check_keys, load_params, read_yam
 # %% auto #0
 __all__ = ['VALID_MARK', 'README_MARKS', 'IMAGE_TYPES', 'CAMERAS', 'MAX_SWEEP', 'USER_COMMANDS', 'STAGES', 'NUMBER_OPTIONS',
            'sections', 'load', 'stage_config', 'stage_generate', 'stage_estimators', 'stage_gaussians', 'stage_vae',
-           'stage_train', 'figures', 'stage_evaluate', 'stage_report', 'results_markdown', 'update_readme',
-           'stage_readme', 'UsageError', 'parse_degrees', 'out_png', 'pick_device_arg', 'load_trained', 'set_steps',
-           'read_input', 'input_camera', 'check_gaze_range', 'save_png', 'renderer_name', 'cmd_redirect', 'cmd_sweep',
-           'user_arguments', 'parser', 'main']
+           'stage_train', 'figures', 'stage_evaluate', 'stage_report', 'stage_ablate', 'stage_ablations',
+           'results_markdown', 'update_readme', 'stage_readme', 'UsageError', 'parse_degrees', 'out_png',
+           'pick_device_arg', 'load_trained', 'set_steps', 'read_input', 'input_camera', 'check_gaze_range', 'save_png',
+           'renderer_name', 'cmd_redirect', 'cmd_sweep', 'user_arguments', 'parser', 'main']
 
 # %% ../nbs/70_cli.ipynb #cl000006
 def sections() -> dict[str, Any]:
@@ -27,8 +27,9 @@ def sections() -> dict[str, Any]:
     from ditgaze.training import GaussiansConfig, TrainConfig
     from ditgaze.renderers.vae import VAEStageConfig
     from ditgaze.evaluate import EvaluateConfig
+    from ditgaze.ablations import AblationConfig
     return {"run": RunConfig, "data": DataConfig, "estimators": EstimatorConfig, "gaussians": GaussiansConfig, "vae": VAEStageConfig,
-            "train": TrainConfig, "runs": dict[str, dict], "evaluate": EvaluateConfig}
+            "train": TrainConfig, "runs": dict[str, dict], "evaluate": EvaluateConfig, "ablation": AblationConfig, "ablations": dict[str, dict]}
 
 def load(args: argparse.Namespace, types: dict[str, Any]) -> tuple[dict, Any]:
     "The sections `types` (plus `run`, applied: threads, seeds) of the stage's params file, and the device."
@@ -49,22 +50,26 @@ def stage_config(args) -> None:
     import yaml
     from ditgaze.runtime import atomic_write, environment
     from ditgaze.training import run_config
+    from ditgaze.ablations import ablation_run_config
     reg = sections()
     check_keys(args.params, reg)
     for name in read_yaml(args.params)["profiles"]:                      # every profile, not only the one in effect
         q = load_params(args.params, reg, name)                            # validation only: no threads, seeds or device are set up
         for run in q["runs"]: run_config(q["train"], q["runs"], run, args.params)
+        for row in q["ablations"]: ablation_run_config(q["train"], q["runs"], q["ablations"], row, q["ablation"], args.params)
     p = load_params(args.params, reg, args.profile)
     runs = {name: to_dict(run_config(p["train"], p["runs"], name, args.params)) for name in p["runs"]}
+    rows = {name: to_dict(ablation_run_config(p["train"], p["runs"], p["ablations"], name, p["ablation"], args.params)) for name in p["ablations"]}
     sizes = {"data.image_size": p["data"].image_size, "estimators.image_size": p["estimators"].image_size,
              "gaussians.streams.image_size": p["gaussians"].streams.image_size}
     if len(set(sizes.values())) > 1: raise ConfigError(f"{args.params}: image sizes disagree: {sizes} (profile '{p['profile']}')")
     out = Path(args.out)
-    resolved = {"profile": p["profile"], **{k: to_dict(v) if k != "runs" else runs for k, v in p.items() if k != "profile"}}
+    named = {"runs": runs, "ablations": rows}                              # resolved per name (a run's or row's whole training config)
+    resolved = {"profile": p["profile"], **{k: named[k] if k in named else to_dict(v) for k, v in p.items() if k != "profile"}}
     atomic_write(out / "params_resolved.yaml", yaml.safe_dump(resolved, sort_keys=False))
     atomic_write(out / "valid.txt", VALID_MARK)
     atomic_write(out / "environment.json", json.dumps({**environment(), "device": p["run"].device}, indent=2) + "\n")
-    print(f"[config] {args.params} is valid (profile {p['profile']}, {len(runs)} runs) -> {out}/params_resolved.yaml")
+    print(f"[config] {args.params} is valid (profile {p['profile']}, {len(runs)} runs, {len(rows)} ablation rows) -> {out}/params_resolved.yaml")
 
 def stage_generate(args) -> None:
     "Render the synthetic data set of the `data` section; draw its contact sheet."
@@ -168,15 +173,45 @@ def stage_report(args) -> None:
     docs = report(p["evaluate"], ["references", *vae, *p["runs"]])
     print(f"[report] {', '.join(docs)} -> {p['evaluate'].tables_dir}/, {p['evaluate'].metrics_dir}/")
 
+def _ablation_params(args) -> tuple[dict, Any]:
+    "The sections the ablation stages read, and the device."
+    from ditgaze.training import TrainConfig
+    from ditgaze.evaluate import EvaluateConfig
+    from ditgaze.ablations import AblationConfig
+    return load(args, {"train": TrainConfig, "runs": dict[str, dict], "evaluate": EvaluateConfig, "ablation": AblationConfig, "ablations": dict[str, dict]})
+
+def stage_ablate(args) -> None:
+    "Train ablation row NAME (a short run: `ablations.NAME` over its run) and measure it with the protocol on the ablation split."
+    from ditgaze.training import train_run
+    from ditgaze.evaluate import FitConfig, evaluate_group, model_predictors
+    from ditgaze.ablations import ablation_eval_config, ablation_run_config
+    p, device = _ablation_params(args)
+    cfg = ablation_run_config(p["train"], p["runs"], p["ablations"], args.name, p["ablation"], args.params)
+    ecfg = ablation_eval_config(p["evaluate"], p["ablation"])
+    t0 = time.perf_counter()
+    ck = train_run(args.name, cfg, device, progress=args.progress)
+    t1 = time.perf_counter()
+    evaluate_group(args.name, model_predictors(args.name, Path(cfg.runs_dir) / args.name / "last.pt", FitConfig(steps=0), device), ecfg, device, progress=args.progress)
+    print(f"[ablate] {args.name}: {ck['step']} steps in {t1 - t0:.0f} s, protocol {time.perf_counter() - t1:.0f} s -> {ecfg.out_dir}/{args.name}/")
+
+def stage_ablations(args) -> None:
+    "Gather the ablation rows into reports/tables/ablations.md and reports/metrics/ablations.json, with the seed spread and the verdicts."
+    from ditgaze.ablations import ablation_rows, ablation_run_config, write_ablation_table
+    p, _ = _ablation_params(args)
+    rows = ablation_rows(p["ablations"], args.params)
+    steps = {n: ablation_run_config(p["train"], p["runs"], p["ablations"], n, p["ablation"], args.params).optim.steps for n in rows}
+    doc = write_ablation_table(p["ablation"], rows, steps)
+    print(f"[ablations] {len(rows)} rows -> {p['ablation'].table}, {p['ablation'].metrics}")
+
 # %% ../nbs/70_cli.ipynb #cl000010
 README_MARKS = ("<!-- results:start -->", "<!-- results:end -->")
 
-def results_markdown(metrics_dir: str | Path, estimators_json: str | Path) -> str:
-    "The README's results section: the test table, then the shifted domains' gaze and ID, and the estimators' floors."
+def results_markdown(metrics_dir: str | Path, estimators_json: str | Path, ablations_md: str | Path | None = None) -> str:
+    "The README's results section: the test table, the shifted domains' gaze and ID, the estimators' floors, and the ablation table if it exists."
     from ditgaze.evaluate import markdown_table, sweep_caption, sweep_table
     mdir = Path(metrics_dir)
     files = sorted(mdir.glob("*.json"), key=lambda f: (f.stem != "test", f.stem))
-    docs = [d for d in (json.loads(f.read_text()) for f in files) if "rows" in d]          # the split tables (not estimators.json, vae.json)
+    docs = [d for d in (json.loads(f.read_text()) for f in files) if "rows" in d and "n_pairs" in d]   # the split tables (not estimators.json, ablations.json)
     if not docs: raise DitgazeError(f"{mdir}: no split metrics (run `dvc repro` first)")
     test, rest = docs[0], docs[1:]
     table = markdown_table(test, timings=False, sweep=False).split("\n")
@@ -198,6 +233,9 @@ def results_markdown(metrics_dir: str | Path, estimators_json: str | Path) -> st
         out += ["", f"The estimators' own errors on test ground truth (`reports/metrics/estimators.json`): evaluation net gaze "
                     f"{e['gaze_eval']['gaze_deg_mean']:.2f}°, head {e['gaze_eval']['head_deg_mean']:.2f}°; loss net gaze "
                     f"{e['gaze_loss']['gaze_deg_mean']:.2f}°; identity verification AUC {e['identity']['roc_auc']:.3f}."]
+    if ablations_md is not None and Path(ablations_md).exists():
+        body = Path(ablations_md).read_text().strip().split("\n")
+        out += ["", f"**Ablations** (`{ablations_md}`):", "", *(body[1:] if body[0].startswith("# ") else body)]
     return "\n".join(out) + "\n"
 
 def update_readme(readme: str | Path, section: str) -> bool:
@@ -214,8 +252,9 @@ def stage_readme(args) -> None:
     "Write the README's results section from reports/."
     from ditgaze.evaluate import EvaluateConfig
     from ditgaze.estimator_training import EstimatorConfig
-    p, _ = load(args, {"evaluate": EvaluateConfig, "estimators": EstimatorConfig})
-    changed = update_readme(args.readme, results_markdown(p["evaluate"].metrics_dir, p["estimators"].metrics))
+    from ditgaze.ablations import AblationConfig
+    p, _ = load(args, {"evaluate": EvaluateConfig, "estimators": EstimatorConfig, "ablation": AblationConfig})
+    changed = update_readme(args.readme, results_markdown(p["evaluate"].metrics_dir, p["estimators"].metrics, p["ablation"].table))
     print(f"[readme] {args.readme}: results section {'updated' if changed else 'unchanged'}")
 
 # %% ../nbs/70_cli.ipynb #cl000021
@@ -420,7 +459,8 @@ USER_COMMANDS: dict[str, Callable] = {"redirect": cmd_redirect, "sweep": cmd_swe
 STAGES: dict[str, tuple[Callable, str | None]] = {   # name -> (function, what its NAME argument is, or None)
     "config": (stage_config, None), "generate": (stage_generate, None), "estimators": (stage_estimators, None),
     "gaussians": (stage_gaussians, None), "vae": (stage_vae, None), "train": (stage_train, "a run: a key of `runs` in params.yaml"),
-    "evaluate": (stage_evaluate, "a run, or `references`"), "report": (stage_report, None), "readme": (stage_readme, None),
+    "evaluate": (stage_evaluate, "a run, or `references`"), "report": (stage_report, None),
+    "ablate": (stage_ablate, "an ablation row: a key of `ablations` in params.yaml"), "ablations": (stage_ablations, None), "readme": (stage_readme, None),
 }
 
 def _options(sub: bool) -> argparse.ArgumentParser:

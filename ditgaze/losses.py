@@ -18,7 +18,7 @@ from .geometry import angular_error
 
 # %% auto #0
 __all__ = ['IntermediateConfig', 'LossConfig', 'region_masks', 'downsample_regions', 'masked_mean', 'ssim_map', 'crop_to',
-           'EstimatorFeatures', 'perceptual_loss', 'gaze_loss', 'image_loss', 'luma_bias', 'target_loss',
+           'EstimatorFeatures', 'perceptual_loss', 'gaze_loss', 'head_loss', 'image_loss', 'luma_bias', 'target_loss',
            'orthogonality_loss', 'range_fraction', 'intermediate_gazes', 'grow', 'intermediate_loss']
 
 # %% ../nbs/41_losses.ipynb #0a3042c1
@@ -51,12 +51,13 @@ class LossConfig:
     eye_weight: float = 4.0       # ... and the eyes (a small region, weighted up)
     gaze: float = 0.01            # functional gaze loss weight, per degree
     gaze_start: int = 0           # step from which the gaze loss, the perceptual term and the intermediate gazes are on
+    head: float = 0.0             # head-pose consistency weight, per degree: the loss estimator's head reading of the render against the target's (0: off)
     ortho: float = 0.0            # weight of the orthogonality loss on the gaze, head-pose and expression embeddings (DiT-Gaze; 0: off, still measured)
     ortho_identity: bool = False  # also keep the identity embedding orthogonal to the three
     intermediate: IntermediateConfig = field(default_factory=IntermediateConfig)   # weak supervision at gazes no image has (DiT-Gaze)
 
     def __post_init__(self):
-        for k in ("l1", "ssim", "perceptual", "image_weight", "face_weight", "eye_weight", "gaze", "gaze_start", "ortho"):
+        for k in ("l1", "ssim", "perceptual", "image_weight", "face_weight", "eye_weight", "gaze", "gaze_start", "head", "ortho"):
             check(getattr(self, k) >= 0, k, f"must be >= 0, got {getattr(self, k)}")
 
 # %% ../nbs/41_losses.ipynb #a3c3abf1
@@ -126,6 +127,10 @@ def gaze_loss(read_pred: Tensor, read_gt: Tensor) -> Tensor:
     "Mean angle (degrees) between the gaze readings [B,>=2] of prediction and target."
     return angular_error(read_pred[:, :2], read_gt[:, :2]).mean()
 
+def head_loss(read_pred: Tensor, read_gt: Tensor) -> Tensor:
+    "Mean angle (degrees) between the head-pose readings (columns 2:4 of [B,4]) of prediction and target."
+    return angular_error(read_pred[:, 2:4], read_gt[:, 2:4]).mean()
+
 # %% ../nbs/41_losses.ipynb #c20466a6
 def image_loss(pred: Tensor, gt: Tensor, regions: dict, cfg: LossConfig) -> tuple[Tensor, dict[str, Tensor]]:
     """Weighted sum over regions (the whole image, the face, the eyes) of L1 + ssim (1-SSIM) of `pred` against `gt` whitened
@@ -150,13 +155,15 @@ def target_loss(image: Tensor, target: dict, cfg: LossConfig, feats: EstimatorFe
     loss, terms = image_loss(image, gt, regions, cfg)
     terms["face_luma_bias"] = luma_bias(image, gt, regions["face"])
     late = feats is not None and step >= cfg.gaze_start and image.shape[-1] == feats.net.spec["image_size"]
-    if late and (cfg.perceptual > 0 or cfg.gaze > 0):
+    if late and (cfg.perceptual > 0 or cfg.gaze > 0 or cfg.head > 0):
         fp, read_p = feats(whiten(image, regions["head"]))
         with torch.no_grad(): fg, read_g = feats(whiten(gt, regions["head"]))
         if cfg.perceptual > 0:
             terms["perceptual"] = perceptual_loss(fp, fg); loss = loss + cfg.perceptual * terms["perceptual"]
         if cfg.gaze > 0:
             terms["gaze_deg"] = gaze_loss(read_p, read_g); loss = loss + cfg.gaze * terms["gaze_deg"]
+        if cfg.head > 0:
+            terms["head_deg"] = head_loss(read_p, read_g); loss = loss + cfg.head * terms["head_deg"]
     return loss, terms
 
 # %% ../nbs/41_losses.ipynb #or000002

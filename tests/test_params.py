@@ -90,7 +90,7 @@ def test_config_stage_depends_on_every_section():
 def test_help_lists_every_stage():
     r = subprocess.run([str(DITGAZE), "--help"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert set(STAGES) == {"config", "generate", "estimators", "gaussians", "vae", "train", "evaluate", "report", "readme"}
+    assert set(STAGES) == {"config", "generate", "estimators", "gaussians", "vae", "train", "evaluate", "report", "ablate", "ablations", "readme"}
     for stage in STAGES: assert stage in r.stdout, stage
 
 
