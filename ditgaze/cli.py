@@ -183,7 +183,7 @@ def _ablation_params(args) -> tuple[dict, Any]:
 def stage_ablate(args) -> None:
     "Train ablation row NAME (a short run: `ablations.NAME` over its run) and measure it with the protocol on the ablation split."
     from ditgaze.training import train_run
-    from ditgaze.evaluate import FitConfig, evaluate_group, model_predictors
+    from ditgaze.evaluate import evaluate_group, model_predictors
     from ditgaze.ablations import ablation_eval_config, ablation_run_config
     p, device = _ablation_params(args)
     cfg = ablation_run_config(p["train"], p["runs"], p["ablations"], args.name, p["ablation"], args.params)
@@ -191,7 +191,7 @@ def stage_ablate(args) -> None:
     t0 = time.perf_counter()
     ck = train_run(args.name, cfg, device, progress=args.progress)
     t1 = time.perf_counter()
-    evaluate_group(args.name, model_predictors(args.name, Path(cfg.runs_dir) / args.name / "last.pt", FitConfig(steps=0), device), ecfg, device, progress=args.progress)
+    evaluate_group(args.name, model_predictors(args.name, Path(cfg.runs_dir) / args.name / "last.pt", ecfg.fit, device), ecfg, device, progress=args.progress)
     print(f"[ablate] {args.name}: {ck['step']} steps in {t1 - t0:.0f} s, protocol {time.perf_counter() - t1:.0f} s -> {ecfg.out_dir}/{args.name}/")
 
 def stage_ablations(args) -> None:
@@ -200,7 +200,7 @@ def stage_ablations(args) -> None:
     p, _ = _ablation_params(args)
     rows = ablation_rows(p["ablations"], args.params)
     steps = {n: ablation_run_config(p["train"], p["runs"], p["ablations"], n, p["ablation"], args.params).optim.steps for n in rows}
-    doc = write_ablation_table(p["ablation"], rows, steps)
+    write_ablation_table(p["ablation"], rows, steps)
     print(f"[ablations] {len(rows)} rows -> {p['ablation'].table}, {p['ablation'].metrics}")
 
 # %% ../nbs/70_cli.ipynb #cl000010
