@@ -20,9 +20,19 @@ __all__ = ['ABLATION_COLUMNS', 'COLUMN_IDS', 'AblationConfig', 'AblationRow', 'a
            'ablation_eval_config', 'row_values', 'goodness', 'verdicts', 'ablation_table', 'write_ablation_table']
 
 # %% ../nbs/52_ablations.ipynb #ab000006
+ABLATION_COLUMNS = (   # (id, header, summary key, field, better: low | high | one, decimals)
+    ("gaze_error", "Gaze ° ↓", "gaze_error", "mean", "low", 2), ("head_error", "Head ° ↓", "head_error", "mean", "low", 2),
+    ("ssim", "SSIM ↑", "ssim", "mean", "high", 3), ("psnr", "PSNR ↑", "psnr", "mean", "high", 2),
+    ("identity", "ID ↑", "identity", "mean", "high", 1), ("color_face", "ΔE face ↓", "color_face", "mean", "low", 1),
+    ("yaw_slope", "Yaw slope →1", "follow_yaw", "value", "one", 2), ("pitch_slope", "Pitch slope →1", "follow_pitch", "value", "one", 2),
+    ("yaw_r2", "Yaw R² ↑", "follow_yaw", "r2", "high", 3), ("pitch_r2", "Pitch R² ↑", "follow_pitch", "r2", "high", 3),
+    ("yaw_jitter", "Yaw jitter ° ↓", "follow_yaw", "jitter_deg", "low", 1), ("pitch_jitter", "Pitch jitter ° ↓", "follow_pitch", "jitter_deg", "low", 1),
+    ("emb_cos", "Emb. \\|cos\\| ↓", "embedding_cos", "value", "low", 3))
+COLUMN_IDS = tuple(c[0] for c in ABLATION_COLUMNS)
+
 @dataclass
 class AblationConfig:
-    steps_fraction: float = 0.3                   # each row trains this share of its run's steps (and starts its gaze terms and warm-up as early): six rows in about a quarter of an hour on two cores
+    steps_fraction: float = 0.3                   # each row trains this share of its run's steps (and starts its gaze terms and warm-up as early): short runs, so that every row fits the ablation budget
     full: list[str] = field(default_factory=lambda: ["full", "full_seed1"])   # the rows that are the full model under different seeds: their spread decides ties
     split: str = "test"                           # the split the rows are measured on
     runs_dir: str = "runs/ablations"              # a row's model: <runs_dir>/<row>/last.pt
@@ -42,6 +52,10 @@ class AblationRow:
     claim: str = ""                               # what comparing the full model with this row tests, in a sentence
     metrics: list[str] = field(default_factory=list)   # the columns (ids of ABLATION_COLUMNS) the claim is about
 
+    def __post_init__(self):
+        bad = [m for m in self.metrics if m not in COLUMN_IDS]
+        check(not bad, "metrics", f"unknown column {bad[0]!r} (columns: {', '.join(COLUMN_IDS)})" if bad else "")
+
 def ablation_rows(ablations: dict, file: str | Path = "params.yaml") -> dict[str, AblationRow]:
     "The rows of params.yaml's `ablations` section, checked (unknown keys and wrong types name the row)."
     if not isinstance(ablations, dict): raise ConfigError(f"{file}: 'ablations' must be a mapping of row names to rows")
@@ -49,9 +63,8 @@ def ablation_rows(ablations: dict, file: str | Path = "params.yaml") -> dict[str
 
 def _scaled(n: int, f: float) -> int: return int(math.floor(n * f + 0.5))   # round half up: the same on every machine
 
-def ablation_run_config(train: TrainConfig, runs: dict, ablations: dict, name: str, cfg: AblationConfig, file: str | Path = "params.yaml") -> TrainConfig:
-    "Row `name`'s training config: its run (`runs.<run>` over `train`), the row's `change`, then shortened by `cfg.steps_fraction`."
-    rows = ablation_rows(ablations, file)
+def ablation_run_config(train: TrainConfig, runs: dict, rows: dict[str, AblationRow], name: str, cfg: AblationConfig, file: str | Path = "params.yaml") -> TrainConfig:
+    "Row `name`'s training config (`rows` from `ablation_rows`): its run (`runs.<run>` over `train`), the row's `change`, then shortened by `cfg.steps_fraction`."
     if name not in rows: raise ConfigError(f"{file}: no row '{name}' in 'ablations' (rows: {', '.join(rows) or 'none'})")
     row = rows[name]
     if row.run not in runs: raise ConfigError(f"{file}: key 'ablations.{name}.run': no run '{row.run}' in 'runs' (runs: {', '.join(runs)})")
@@ -68,16 +81,6 @@ def ablation_eval_config(evaluate: EvaluateConfig, cfg: AblationConfig) -> Evalu
                                out_dir=cfg.out_dir, speed_dir=str(Path(evaluate.speed_dir) / "ablations"))
 
 # %% ../nbs/52_ablations.ipynb #ab000013
-ABLATION_COLUMNS = (   # (id, header, summary key, field, better: low | high | one, decimals)
-    ("gaze_error", "Gaze ° ↓", "gaze_error", "mean", "low", 2), ("head_error", "Head ° ↓", "head_error", "mean", "low", 2),
-    ("ssim", "SSIM ↑", "ssim", "mean", "high", 3), ("psnr", "PSNR ↑", "psnr", "mean", "high", 2),
-    ("identity", "ID ↑", "identity", "mean", "high", 1), ("color_face", "ΔE face ↓", "color_face", "mean", "low", 1),
-    ("yaw_slope", "Yaw slope →1", "follow_yaw", "value", "one", 2), ("pitch_slope", "Pitch slope →1", "follow_pitch", "value", "one", 2),
-    ("yaw_r2", "Yaw R² ↑", "follow_yaw", "r2", "high", 3), ("pitch_r2", "Pitch R² ↑", "follow_pitch", "r2", "high", 3),
-    ("yaw_jitter", "Yaw jitter ° ↓", "follow_yaw", "jitter_deg", "low", 1), ("pitch_jitter", "Pitch jitter ° ↓", "follow_pitch", "jitter_deg", "low", 1),
-    ("emb_cos", "Emb. \\|cos\\| ↓", "embedding_cos", "value", "low", 3))
-COLUMN_IDS = tuple(c[0] for c in ABLATION_COLUMNS)
-
 def row_values(summary: dict) -> dict[str, float | None]:
     "A row's value per column id from its protocol summary (None where the protocol has none, e.g. R² when readings never move)."
     out = {}

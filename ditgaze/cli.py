@@ -50,16 +50,18 @@ def stage_config(args) -> None:
     import yaml
     from ditgaze.runtime import atomic_write, environment
     from ditgaze.training import run_config
-    from ditgaze.ablations import ablation_run_config
+    from ditgaze.ablations import ablation_rows, ablation_run_config
     reg = sections()
     check_keys(args.params, reg)
     for name in read_yaml(args.params)["profiles"]:                      # every profile, not only the one in effect
         q = load_params(args.params, reg, name)                            # validation only: no threads, seeds or device are set up
         for run in q["runs"]: run_config(q["train"], q["runs"], run, args.params)
-        for row in q["ablations"]: ablation_run_config(q["train"], q["runs"], q["ablations"], row, q["ablation"], args.params)
+        rows = ablation_rows(q["ablations"], args.params)
+        for row in rows: ablation_run_config(q["train"], q["runs"], rows, row, q["ablation"], args.params)
     p = load_params(args.params, reg, args.profile)
     runs = {name: to_dict(run_config(p["train"], p["runs"], name, args.params)) for name in p["runs"]}
-    rows = {name: to_dict(ablation_run_config(p["train"], p["runs"], p["ablations"], name, p["ablation"], args.params)) for name in p["ablations"]}
+    parsed = ablation_rows(p["ablations"], args.params)
+    rows = {name: to_dict(ablation_run_config(p["train"], p["runs"], parsed, name, p["ablation"], args.params)) for name in parsed}
     sizes = {"data.image_size": p["data"].image_size, "estimators.image_size": p["estimators"].image_size,
              "gaussians.streams.image_size": p["gaussians"].streams.image_size}
     if len(set(sizes.values())) > 1: raise ConfigError(f"{args.params}: image sizes disagree: {sizes} (profile '{p['profile']}')")
@@ -184,9 +186,9 @@ def stage_ablate(args) -> None:
     "Train ablation row NAME (a short run: `ablations.NAME` over its run) and measure it with the protocol on the ablation split."
     from ditgaze.training import train_run
     from ditgaze.evaluate import evaluate_group, model_predictors
-    from ditgaze.ablations import ablation_eval_config, ablation_run_config
+    from ditgaze.ablations import ablation_eval_config, ablation_rows, ablation_run_config
     p, device = _ablation_params(args)
-    cfg = ablation_run_config(p["train"], p["runs"], p["ablations"], args.name, p["ablation"], args.params)
+    cfg = ablation_run_config(p["train"], p["runs"], ablation_rows(p["ablations"], args.params), args.name, p["ablation"], args.params)
     ecfg = ablation_eval_config(p["evaluate"], p["ablation"])
     t0 = time.perf_counter()
     ck = train_run(args.name, cfg, device, progress=args.progress)
@@ -199,7 +201,7 @@ def stage_ablations(args) -> None:
     from ditgaze.ablations import ablation_rows, ablation_run_config, write_ablation_table
     p, _ = _ablation_params(args)
     rows = ablation_rows(p["ablations"], args.params)
-    steps = {n: ablation_run_config(p["train"], p["runs"], p["ablations"], n, p["ablation"], args.params).optim.steps for n in rows}
+    steps = {n: ablation_run_config(p["train"], p["runs"], rows, n, p["ablation"], args.params).optim.steps for n in rows}
     write_ablation_table(p["ablation"], rows, steps)
     print(f"[ablations] {len(rows)} rows -> {p['ablation'].table}, {p['ablation'].metrics}")
 

@@ -56,7 +56,7 @@ class EvaluateConfig:
     estimators_dir: str = "runs/estimators"    # gaze_eval.pt (gaze/head readings, fallback FID features) and identity.pt
     runs_dir: str = "runs"                     # a run's model: <runs_dir>/<run>/last.pt
     fit: FitConfig = field(default_factory=FitConfig)   # the fitted rows (<run>_fit)
-    sample_steps: list[int] = field(default_factory=lambda: [1])   # a sampling (diffusion) renderer also gets a row <run>_s<n> per step count here
+    sample_steps: list[int] = field(default_factory=lambda: [4])   # a sampling (diffusion) renderer also gets a row <run>_s<n> per step count here (besides its own `steps`)
     vae_dir: str = "runs/vae"                  # the `vae` stage's folder: `ditgaze evaluate vae` measures its reconstructions
     lpips_vgg_weights: str | None = None       # local VGG16 weights for LPIPS (torchvision or lpips state dict); null = LPIPS unavailable
     fid_inception_weights: str | None = None   # local pytorch-fid Inception weights; null = FID on the evaluation estimator's features
@@ -172,7 +172,7 @@ def model_predictors(name: str, checkpoint: str | Path, fit_cfg: FitConfig, devi
     if not Path(checkpoint).exists(): raise EvaluateError(f"{checkpoint}: checkpoint of run '{name}' not found (train it first)")
     model = load_model(checkpoint, device)
     steps = getattr(model.renderer, "steps", None)                                  # None: the renderer does not sample
-    rows = [Predictor(name, predictor(model), "model", label=name if steps is None else f"{name} ({steps} sampling steps)", embed=embedder(model))]
+    rows = [Predictor(name, predictor(model), "model", label=name if steps is None else f"{name} ({steps} sampling step{'s' * (steps > 1)})", embed=embedder(model))]
     if steps is not None:
         rows += [Predictor(f"{name}_s{n}", predictor(model, n), "model", label=f"{name} ({n} sampling step{'s' * (n > 1)})")
                  for n in sample_steps if n != steps]

@@ -5,6 +5,7 @@
 # %% ../nbs/40_redirector.ipynb #4656d2bb
 from __future__ import annotations
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -26,7 +27,8 @@ from .renderers.diffusion import DiTConfig, DiTRenderer
 # %% auto #0
 __all__ = ['RENDERERS', 'TOKENS', 'MODEL_FORMAT', 'StreamsConfig', 'PoseNet', 'Streams', 'front', 'source_depth', 'warp_source',
            'ModelConfig', 'geometry', 'GazeRedirector', 'RedirectError', 'redirect', 'sweep', 'fit_names',
-           'source_dict', 'fit', 'redirect_fitted', 'model_state', 'build_model', 'load_model', 'predictor']
+           'source_dict', 'fit', 'redirect_fitted', 'model_state', 'build_model', 'load_model', 'sampling_steps',
+           'predictor']
 
 # %% ../nbs/40_redirector.ipynb #3f08879a
 @dataclass
@@ -314,17 +316,21 @@ def load_model(path: str | Path, device="cpu") -> GazeRedirector:
         raise DitgazeError(f"{path}: the checkpoint does not rebuild its model ({type(e).__name__}: {str(e)[:200]})") from None
     return model.to(device).eval()
 
+@contextmanager
+def sampling_steps(model: GazeRedirector, steps: int | None):
+    "Within the block, a sampling renderer draws its images in `steps` steps (None: its own count); its count is restored after."
+    r, before = model.renderer, getattr(model.renderer, "steps", None)
+    if steps is not None and before is None: raise DitgazeError(f"renderer '{model.cfg.renderer}' does not sample: it has no step count")
+    if steps is not None: r.steps = steps
+    try: yield
+    finally:
+        if steps is not None: r.steps = before
+
 def predictor(model: GazeRedirector, steps: int | None = None) -> Callable[[dict, dict], Tensor]:
     """`predict(input batch, target labels) -> images` for ditgaze.evaluate: the input's image, camera and gaze, the target's gaze and camera.
-    `steps`: a sampling renderer's step count for these images (its `steps` attribute, restored after each call)."""
+    `steps`: a sampling renderer's step count for these images (`sampling_steps`)."""
     def predict(inp: dict, tgt: dict) -> Tensor:
-        r, before = model.renderer, getattr(model.renderer, "steps", None)
-        if steps is not None:
-            if before is None: raise DitgazeError(f"renderer '{model.cfg.renderer}' does not sample: it has no step count")
-            r.steps = steps
-        try:
+        with sampling_steps(model, steps):
             return redirect(model, inp["image"], tgt["gaze"], camera={"w2c": tgt["w2c"], "K": tgt["K"]},
                             source_camera={"w2c": inp["w2c"], "K": inp["K"]}, source_gaze=inp["gaze"])
-        finally:
-            if steps is not None: r.steps = before
     return predict

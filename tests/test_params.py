@@ -133,6 +133,8 @@ BAD = [  # (dotted place in params.yaml, value, what the one error line must say
     ("profiles.default.data.image_sise", 64, "'profiles.default.data.image_sise'"),          # the profile in effect
     ("profiles.default.trian", {}, "unknown section 'profiles.default.trian'"),
     ("profile", "paper", "profile 'paper' is not one of"),
+    ("ablations.no_ortho.metrics", ["emb_cos", "identiy"], "key 'ablations.no_ortho.metrics': unknown column 'identiy'"),
+    ("ablations.no_ortho.run", "dit", "key 'ablations.no_ortho.run': no run 'dit' in 'runs'"),
 ]
 
 

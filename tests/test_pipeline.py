@@ -95,21 +95,21 @@ def test_every_stage_writes_its_outputs(smoke_repo):
     assert speed["baseline"]["fps"]["images_per_second"] > 0
     assert speed["baseline_fit"]["fps"]["images_per_second"] > 0 and speed["baseline_fit"]["fit_seconds_per_subject"]["mean"] > 0
     speed = json.loads((smoke_repo / "reports/speed/ditgaze/test.json").read_text())["rows"]
-    assert speed["ditgaze"]["fps"]["images_per_second"] > 0 and speed["ditgaze_s1"]["fps"]["images_per_second"] > 0
+    assert speed["ditgaze"]["fps"]["images_per_second"] > 0 and speed["ditgaze_s4"]["fps"]["images_per_second"] > 0
 
 
 def test_tables_hold_reference_rows_and_baseline(smoke_repo):
     for split in SPLITS:
         m = json.loads((smoke_repo / f"reports/metrics/{split}.json").read_text())
         fitted = ["baseline_fit"] if split == "test" else []                  # evaluate.fit.splits: fitted rows on test only
-        assert list(m["rows"]) == [*REFS, "vae_reconstruction", "baseline", *fitted, "ditgaze", "ditgaze_s1"], (split, list(m["rows"]))
+        assert list(m["rows"]) == [*REFS, "vae_reconstruction", "baseline", *fitted, "ditgaze", "ditgaze_s4"], (split, list(m["rows"]))
         assert m["rows"]["baseline"]["kind"] == "model" and all(m["rows"][f]["kind"] == "fitted" for f in fitted)
-        assert 0 <= m["rows"]["ditgaze"]["embedding_cos"]["value"] <= 1 and m["rows"]["ditgaze_s1"]["embedding_cos"]["value"] is None   # one model, one measurement
+        assert 0 <= m["rows"]["ditgaze"]["embedding_cos"]["value"] <= 1 and m["rows"]["ditgaze_s4"]["embedding_cos"]["value"] is None   # one model, one measurement
         assert "fps" not in json.dumps(m)                                    # DVC metrics: no measurements of this machine
         table = (smoke_repo / f"reports/tables/{split}.md").read_text()
         assert "**Synthetic data**" in table and "| copy input (reference: floor) |" in table and "| ground truth (reference: ceiling) |" in table
         assert "| mean face (reference: a generic face) |" in table and "| baseline |" in table
-        assert "| ditgaze (4 sampling steps) |" in table and "| ditgaze (1 sampling step) |" in table and "| VAE reconstruction, factor 4" in table
+        assert "| ditgaze (1 sampling step) |" in table and "| ditgaze (4 sampling steps) |" in table and "| VAE reconstruction, factor 4" in table
         assert ("| baseline, fitted" in table) == (split == "test")
 
 
