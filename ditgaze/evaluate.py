@@ -172,9 +172,10 @@ def model_predictors(name: str, checkpoint: str | Path, fit_cfg: FitConfig, devi
     if not Path(checkpoint).exists(): raise EvaluateError(f"{checkpoint}: checkpoint of run '{name}' not found (train it first)")
     model = load_model(checkpoint, device)
     steps = getattr(model.renderer, "steps", None)                                  # None: the renderer does not sample
-    rows = [Predictor(name, predictor(model), "model", label=name if steps is None else f"{name} ({steps} sampling step{'s' * (steps > 1)})", embed=embedder(model))]
+    label = lambda n: f"{name} ({n} sampling step{'s' * (n > 1)})"
+    rows = [Predictor(name, predictor(model), "model", label=name if steps is None else label(steps), embed=embedder(model))]
     if steps is not None:
-        rows += [Predictor(f"{name}_s{n}", predictor(model, n), "model", label=f"{name} ({n} sampling step{'s' * (n > 1)})")
+        rows += [Predictor(f"{name}_s{n}", predictor(model, n), "model", label=label(n))
                  for n in sample_steps if n != steps]
     if fit_cfg.steps > 0 and name in fit_cfg.runs:
         def fitted(inp: dict, tgt: dict) -> torch.Tensor:

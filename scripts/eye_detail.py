@@ -12,10 +12,8 @@ from pathlib import Path
 
 import torch
 
-from ditgaze.evaluate import load_split_pairs, whitened
+from ditgaze.evaluate import FitConfig, load_split_pairs, model_predictors, vae_predictors, whitened
 from ditgaze.metrics import psnr, ssim
-from ditgaze.redirector import load_model, predictor
-from ditgaze.renderers.vae import LatentCodec, load_vae
 
 ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 ap.add_argument("sources", nargs="+"); ap.add_argument("--crop", type=int, default=24)
@@ -41,16 +39,9 @@ def eyes(img: torch.Tensor) -> torch.Tensor:
     return torch.stack([img[i, :, y0[i]:y0[i] + c, x0[i]:x0[i] + c] for y0, x0, seen in boxes for i in range(len(img)) if seen[i]])
 
 print(f"{len(truth)} pairs of {sp.pairs_file}, {sum(int(b[2].sum()) for b in boxes)} seen eyes in crops of {c}x{c} px of {H}\n")
-print("| source | what | PSNR whole | SSIM whole | PSNR eyes | SSIM eyes |\n|---|---|---:|---:|---:|---:|")
+print("| source | row | PSNR whole | SSIM whole | PSNR eyes | SSIM eyes |\n|---|---|---:|---:|---:|---:|")
 for src in args.sources:
-    with torch.no_grad():
-        if Path(src).is_dir():
-            codec = LatentCodec(load_vae(src, "vae"))
-            pred, what = torch.cat([codec.decode(codec.encode(whitened(t))).clamp(0, 1) for _, t in batches]), f"VAE reconstruction, factor {codec.factor}"
-        else:
-            model = load_model(src); fn = predictor(model)
-            n = getattr(model.renderer, "steps", None)
-            pred = torch.cat([fn(i, t).clamp(0, 1) for i, t in batches])
-            what = f"{model.cfg.renderer}" + (f" {model.renderer.cfg.space}, {n} step{'s' * (n != 1)}" if n is not None else "")
-    print(f"| `{src}` | {what} | {psnr(pred, truth).mean():.2f} | {ssim(pred, truth).mean():.3f} | "
+    row = vae_predictors(src)[0] if Path(src).is_dir() else model_predictors(src, src, FitConfig(steps=0))[0]   # the protocol's own rows
+    with torch.no_grad(): pred = torch.cat([row.fn(i, t).clamp(0, 1) for i, t in batches])
+    print(f"| `{src}` | {row.label} | {psnr(pred, truth).mean():.2f} | {ssim(pred, truth).mean():.3f} | "
           f"{psnr(eyes(pred), eyes(truth)).mean():.2f} | {ssim(eyes(pred), eyes(truth), downsample=False).mean():.3f} |", flush=True)
