@@ -38,8 +38,9 @@ sync-check: install
 nbtest: install
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers 2 --timing
 
+# two workers, a file each at a time (a file's tests share its fixtures), one torch thread each
 pytest: install
-	$(BIN)/python -m pytest tests/
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile tests/
 
 # The README's main job: the DVC pipeline on the profile named in params.yaml, then the README's results section.
 # `generate` first on its own (after `config`, which it depends on): data.dvc versions its folder, and DVC checks

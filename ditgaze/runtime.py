@@ -16,8 +16,8 @@ import torch
 from .config import check
 
 # %% auto #0
-__all__ = ['RunConfig', 'seed_everything', 'pick_device', 'setup_run', 'atomic_write', 'save_torch', 'to_device', 'fingerprint',
-           'environment']
+__all__ = ['RunConfig', 'seed_everything', 'pick_device', 'setup_run', 'atomic_write', 'canonical', 'save_torch', 'to_device',
+           'fingerprint', 'environment']
 
 # %% ../nbs/02_runtime.ipynb #651bded9
 @dataclass
@@ -83,8 +83,18 @@ def atomic_write(path: str | Path, data: str | bytes | Callable[[Path], Any]) ->
     return path
 
 # %% ../nbs/02_runtime.ipynb #b1a2c3e1
+def canonical(obj: Any) -> Any:
+    "`obj` with its dicts, lists and tuples rebuilt and its strings interned: pickle's memo then depends on values, not on where the objects came from."
+    if isinstance(obj, str): return sys.intern(obj)
+    if isinstance(obj, dict): return {canonical(k): canonical(v) for k, v in obj.items()}
+    if isinstance(obj, list): return [canonical(v) for v in obj]
+    if type(obj) is tuple: return tuple(canonical(v) for v in obj)
+    return obj
+
 def save_torch(obj: Any, path: str | Path) -> Path:
-    "`torch.save` to `path` atomically, through a file handle: the archive inside is not named after the random temporary file, so the same object gives the same bytes."
+    """`torch.save` of `canonical(obj)` to `path` atomically, through a file handle (the archive inside is not named
+    after the random temporary file): equal objects give equal bytes, however they were made."""
+    obj = canonical(obj)
     def write(tmp: Path):
         with open(tmp, "wb") as f: torch.save(obj, f)
     return atomic_write(path, write)
