@@ -38,10 +38,12 @@ def eyes(img: torch.Tensor) -> torch.Tensor:
     "The seen eyes of every image [E,3,c,c]."
     return torch.stack([img[i, :, y0[i]:y0[i] + c, x0[i]:x0[i] + c] for y0, x0, seen in boxes for i in range(len(img)) if seen[i]])
 
+truth_eyes = eyes(truth)
 print(f"{len(truth)} pairs of {sp.pairs_file}, {sum(int(b[2].sum()) for b in boxes)} seen eyes in crops of {c}x{c} px of {H}\n")
 print("| source | row | PSNR whole | SSIM whole | PSNR eyes | SSIM eyes |\n|---|---|---:|---:|---:|---:|")
 for src in args.sources:
     row = vae_predictors(src)[0] if Path(src).is_dir() else model_predictors(src, src, FitConfig(steps=0))[0]   # the protocol's own rows
     with torch.no_grad(): pred = torch.cat([row.fn(i, t).clamp(0, 1) for i, t in batches])
+    pred_eyes = eyes(pred)
     print(f"| `{src}` | {row.label} | {psnr(pred, truth).mean():.2f} | {ssim(pred, truth).mean():.3f} | "
-          f"{psnr(eyes(pred), eyes(truth)).mean():.2f} | {ssim(eyes(pred), eyes(truth), downsample=False).mean():.3f} |", flush=True)
+          f"{psnr(pred_eyes, truth_eyes).mean():.2f} | {ssim(pred_eyes, truth_eyes, downsample=False).mean():.3f} |", flush=True)

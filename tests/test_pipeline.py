@@ -1,7 +1,7 @@
 """The DVC pipeline end to end on the `smoke` profile, in a copy of the repository: every stage writes what dvc.yaml
 declares, the tables hold the reference rows and the baseline's, the analysis notebooks run through papermill on
-whichever runs they are given, and a training run killed mid-way resumes under `dvc repro` to the same weights and
-metrics as the uninterrupted run."""
+whichever runs they are given, and a training run killed mid-way resumes under `dvc repro` to the uninterrupted run's
+bytes, so nothing downstream reruns."""
 import json, os, re, shutil, signal, subprocess, sys, time
 from pathlib import Path
 
@@ -161,7 +161,6 @@ def test_killed_training_resumes_to_the_same_result(smoke_repo):
     run_dir = smoke_repo / "runs/baseline"
     reference = torch.load(run_dir / "last.pt", weights_only=False)
     reference_bytes = {f.name: f.read_bytes() for f in run_dir.iterdir()}
-    metrics_before = {s: json.loads((smoke_repo / f"reports/metrics/{s}.json").read_text()) for s in SPLITS}
     shutil.rmtree(run_dir)
     p = subprocess.Popen([str(BIN / "ditgaze"), "train", "baseline", "--no-progress"], cwd=smoke_repo, env=_env(),
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -180,5 +179,4 @@ def test_killed_training_resumes_to_the_same_result(smoke_repo):
     resumed = torch.load(run_dir / "last.pt", weights_only=False)
     assert resumed["step"] == reference["step"]
     assert {f.name: f.read_bytes() for f in run_dir.iterdir()} == reference_bytes                    # CPU: byte-identical
-    assert {s: json.loads((smoke_repo / f"reports/metrics/{s}.json").read_text()) for s in SPLITS} == metrics_before
     assert "up to date" in _run(["dvc", "status"], smoke_repo).stdout
