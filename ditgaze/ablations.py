@@ -32,7 +32,7 @@ COLUMN_IDS = tuple(c[0] for c in ABLATION_COLUMNS)
 
 @dataclass
 class AblationConfig:
-    steps_fraction: float = 0.3                   # each row trains this share of its run's steps (and starts its gaze terms and warm-up as early): short runs, so that every row fits the ablation budget
+    steps_fraction: float = 0.2                   # each row trains this share of its run's steps (and starts its gaze terms and warm-up as early): short runs, so that every row fits the ablation budget
     full: list[str] = field(default_factory=lambda: ["full", "full_seed1"])   # the rows that are the full model under different seeds: their spread decides ties
     split: str = "test"                           # the split the rows are measured on
     runs_dir: str = "runs/ablations"              # a row's model: <runs_dir>/<row>/last.pt

@@ -5,7 +5,7 @@
 # %% ../nbs/12_estimator_training.ipynb #c2a00003
 from __future__ import annotations
 import hashlib, time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -65,6 +65,7 @@ class EstimatorConfig:
     eye_jitter: float = 0.024                # "crops" nets, training: random offset of the true crop centres, up to this fraction of the image per axis (3 px at 128)
     locator_size: int = 64                   # "crops" nets: the eye locator reads the face area-downscaled to this many pixels
     locator_weight: float = 10.0             # "crops" nets: weight of the locator's L1 loss on the eye centres (fractions of the image)
+    locator_epochs: int = 10                 # "crops" nets: the eye locator's own length in epochs (it converges long before the reader); 0 = the net's epochs, trained jointly
     eye_points_weight: float = 1.5           # "crops" nets: weight of the L1 loss on each eye's pupil and eyeball centre (half crop widths); 0 = no eye points (data without eye geometry)
     id_size: int = 64                        # identity net: the face, area-downscaled to this many pixels
     id_dim: int = 64                         # identity net: embedding width (L2-normalised)
@@ -80,7 +81,7 @@ class EstimatorConfig:
     id_pairs: int = 20000                    # verification pairs per split (half same subject, half different)
     eval_batch_size: int = 256               # images per forward pass when evaluating
     floor_target_deg: float = 6.5            # the evaluation net's accepted error on test ground truth at this scale (the gpu profile asks 3)
-    workers: int = 2                         # CPU processes (one torch thread each): 2 = a second process trains the evaluation net's reader, then the identity net, while this one trains the loss net, then the evaluation net's eye locator (a strip evaluation net: whole, beside the other two); 1 = one after another
+    workers: int = 2                         # CPU processes (one torch thread each): 2 = a second process trains the evaluation net's reader while this one trains the other nets (`training_plan`); 1 = one after another
     gaze_loss: NetConfig = field(default_factory=lambda: NetConfig("vgg", [16, 32, 64], 1, 12, 2e-3, "strip"))     # the loss estimator
     gaze_eval: NetConfig = field(default_factory=lambda: NetConfig("resnet", [16, 32, 64], 2, 27, 2e-3, "crops"))  # the evaluation estimator (~4,000 steps)
     identity: NetConfig = field(default_factory=lambda: NetConfig("resnet", [16, 32, 64, 128], 3, 6, 2e-3, "strip"))  # the identity embedding
@@ -88,7 +89,7 @@ class EstimatorConfig:
     def __post_init__(self):
         for k in ("image_size", "face_size", "locator_size", "id_size", "id_dim", "batch_size", "eval_batch_size"):
             check(getattr(self, k) >= 1, k, f"must be >= 1, got {getattr(self, k)}")
-        for k in ("eye_jitter", "locator_weight", "eye_points_weight", "id_margin", "weight_decay", "shift_px", "max_train_images"):
+        for k in ("eye_jitter", "locator_weight", "locator_epochs", "eye_points_weight", "id_margin", "weight_decay", "shift_px", "max_train_images"):
             check(getattr(self, k) >= 0, k, f"must be >= 0, got {getattr(self, k)}")
         check(self.id_scale > 0, "id_scale", f"must be > 0, got {self.id_scale}")
         check(self.id_pairs >= 2, "id_pairs", f"must be >= 2, got {self.id_pairs}")
@@ -336,12 +337,14 @@ def gaze_objective(net: nn.Module, b: dict, cfg: EstimatorConfig, part: str = "a
 def train_gaze(spec: dict, ncfg: NetConfig, data: SplitData, cfg: EstimatorConfig, work_dir: str | Path, device="cpu",
                progress: bool = True, max_steps: int | None = None, stop_after: int | None = None, part: str = "all") -> tuple[nn.Module, dict]:
     """Train a gaze/head-pose estimator with `loop.fit`, checkpoints in `work_dir`; returns (net in eval mode, history).
-    A crops net's `part` "locator" or "reader" trains only that part (the rest keeps its initial weights): see `assemble_gaze`."""
+    A crops net's `part` "locator" or "reader" trains only that part (the rest keeps its initial weights): see `assemble_gaze`;
+    the locator part trains `cfg.locator_epochs` epochs if set (`part` "all" trains both parts the net's epochs)."""
     if part not in GAZE_PARTS: raise ValueError(f"part must be one of {GAZE_PARTS}, got {part!r}")
     if part != "all" and spec.get("eyes") != "crops": raise ValueError(f"part {part!r}: only an `eyes: crops` net trains in parts")
     check_train_data(spec, data)
     device = torch.device(device)
     net = init_net(spec, ncfg.seed, device)
+    if part == "locator" and cfg.locator_epochs: ncfg = replace(ncfg, epochs=cfg.locator_epochs)   # the locator's own length, same seed
     ocfg = estimator_optim(ncfg, cfg, len(data), max_steps)
     def make_batch(step: int) -> dict:
         idx = batch_indices(len(data), cfg.batch_size, step, ncfg.seed)
@@ -354,9 +357,9 @@ def train_gaze(spec: dict, ncfg: NetConfig, data: SplitData, cfg: EstimatorConfi
 
 def assemble_gaze(locator: tuple[dict, dict], reader: tuple[dict, dict], cfg: EstimatorConfig) -> tuple[dict, dict]:
     """(state dict, history) of a crops net from its two parts' (state dict, history): `locator.*` from the locator part, the rest
-    from the reader part; the history's `final` terms and loss are the joint training's, each part's own under `parts`."""
+    from the reader part; the history's `final` terms and loss are the joint loss's at each part's last step (the joint training's
+    when the parts trained equally long), its `steps` the reader's, each part's own under `parts`."""
     (ls, lh), (rs, rh) = locator, reader
-    if lh["steps"] != rh["steps"]: raise ValueError(f"the parts trained {lh['steps']} (locator) and {rh['steps']} (reader) steps")
     state = {k: (ls if k.startswith("locator.") else rs)[k] for k in rs}
     final = {}
     if "locator" in lh["final"] and "angles" in rh["final"]:                     # the joint loss, in float32 and the joint order
@@ -526,8 +529,12 @@ def _exit_with_parent() -> None:
 
 def training_plan(cfg: EstimatorConfig, device="cpu") -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     "The trainings (role, part) of this process and of the side process, each in order (no side process: one worker, or not the CPU)."
-    if cfg.workers < 2 or torch.device(device).type != "cpu": return [(r, "all") for r in ROLES], []
-    if cfg.gaze_eval.eyes != "crops": return [("gaze_loss", "all"), ("identity", "all")], [("gaze_eval", "all")]
+    ev, L = cfg.gaze_eval, cfg.locator_epochs
+    own = ev.eyes == "crops" and L not in (0, ev.epochs)                      # the locator trains its own length: in two parts
+    if cfg.workers < 2 or torch.device(device).type != "cpu":
+        return [("gaze_loss", "all"), *([("gaze_eval", "locator"), ("gaze_eval", "reader")] if own else [("gaze_eval", "all")]), ("identity", "all")], []
+    if ev.eyes != "crops": return [("gaze_loss", "all"), ("identity", "all")], [("gaze_eval", "all")]
+    if own and L < ev.epochs: return [("gaze_loss", "all"), ("gaze_eval", "locator"), ("identity", "all")], [("gaze_eval", "reader")]
     return [("gaze_loss", "all"), ("gaze_eval", "locator")], [("gaze_eval", "reader"), ("identity", "all")]
 
 def _train_tasks(tasks: list[tuple[str, str]], cfg: EstimatorConfig, train: SplitData, device, progress: bool, threads: int = 0) -> dict:

@@ -38,7 +38,7 @@ class EvaluateError(DitgazeError, ValueError):
 
 @dataclass
 class FitConfig:
-    steps: int = 10          # test-time fitting: Adam steps per subject (0: no fitted rows)
+    steps: int = 5           # test-time fitting: Adam steps per subject (0: no fitted rows)
     lr: float = 0.01         # its learning rate
     renderer: bool = True    # also adapt the renderer's last layer, shared by the subject's images (else the codes only)
     splits: list[str] = field(default_factory=lambda: ["test"])  # splits that get fitted rows (fitting costs ~10x a feed-forward row)

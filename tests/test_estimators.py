@@ -55,11 +55,12 @@ def write_dataset(root: Path, splits={"train": (4, 24), "test": (3, 12), "shift_
                           {"subject": name, "split": split, "domain": split, "image_size": S, "generator": "toy", "seed": 0})
 
 
-def tiny_cfg(tmp: Path, epochs=1) -> EstimatorConfig:
-    "The default networks' kinds at toy size: a strip loss net, a crops evaluation net with eye points, the identity net."
+def tiny_cfg(tmp: Path, epochs=1, locator_epochs=0) -> EstimatorConfig:
+    """The default networks' kinds at toy size: a strip loss net, a crops evaluation net with eye points, the identity net;
+    its eye locator as long as the rest of it (`locator_epochs` 0), unless given its own length."""
     return EstimatorConfig(dataset=str(tmp / "data"), out_dir=str(tmp / "runs"), metrics=str(tmp / "reports" / "estimators.json"),
                            image_size=S, face_size=16, eye_size=[8, 24], eye_crop=[0.25, 0.375], eye_crop_size=[8, 12], locator_size=16,
-                           id_size=16, id_dim=8, batch_size=16, id_pairs=200, shift_px=1,
+                           id_size=16, id_dim=8, batch_size=16, id_pairs=200, shift_px=1, locator_epochs=locator_epochs,
                            gaze_loss=NetConfig("vgg", [4, 8], 1, epochs, 3e-3),
                            gaze_eval=NetConfig("resnet", [4, 8], 2, epochs, 3e-3, "crops"),
                            identity=NetConfig("resnet", [4, 8], 3, epochs, 3e-3))
@@ -125,6 +126,21 @@ def test_one_process_trains_the_same_networks(trained, tmp_path):
     m1 = train_estimators(cfg1, "cpu", progress=False)
     joint = lambda d: {**d, "train": {**d["train"], "gaze_eval": {k: v for k, v in d["train"]["gaze_eval"].items() if k != "parts"}}}
     assert cfg.workers == 2 and "parts" in m["train"]["gaze_eval"] and joint(m) == m1   # the same, but for each part's own record
+    for f, f1 in zip(files(cfg), files(cfg1)):
+        a, b = torch.load(f, weights_only=True)["state_dict"], torch.load(f1, weights_only=True)["state_dict"]
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), f.name
+
+
+def test_shorter_locator_in_one_or_two_processes(trained, tmp_path):
+    "A locator shorter than the reader (the default's shape) trains its own steps; one or two processes give the same weights and metrics."
+    import dataclasses
+    tmp, _, _, _ = trained
+    cfg = dataclasses.replace(tiny_cfg(tmp, epochs=2, locator_epochs=1), out_dir=str(tmp_path / "runs2"))
+    cfg1 = dataclasses.replace(cfg, out_dir=str(tmp_path / "runs1"), workers=1)
+    m, m1 = train_estimators(cfg, "cpu", progress=False), train_estimators(cfg1, "cpu", progress=False)
+    parts = m["train"]["gaze_eval"]["parts"]
+    assert (parts["locator"]["steps"], parts["reader"]["steps"], m["train"]["gaze_eval"]["steps"]) == (6, 12, 12)   # 96 images, batch 16
+    assert m1 == m                                                             # both train the two parts
     for f, f1 in zip(files(cfg), files(cfg1)):
         a, b = torch.load(f, weights_only=True)["state_dict"], torch.load(f1, weights_only=True)["state_dict"]
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), f.name
