@@ -65,7 +65,7 @@ class EstimatorConfig:
     eye_jitter: float = 0.024                # "crops" nets, training: random offset of the true crop centres, up to this fraction of the image per axis (3 px at 128)
     locator_size: int = 64                   # "crops" nets: the eye locator reads the face area-downscaled to this many pixels
     locator_weight: float = 10.0             # "crops" nets: weight of the locator's L1 loss on the eye centres (fractions of the image)
-    locator_epochs: int = 10                 # "crops" nets: the eye locator's own length in epochs (it converges long before the reader); 0 = the net's epochs, trained jointly
+    locator_epochs: int = 14                 # "crops" nets: the eye locator's own length in epochs (it converges long before the reader); 0 = the net's epochs, trained jointly
     eye_points_weight: float = 1.5           # "crops" nets: weight of the L1 loss on each eye's pupil and eyeball centre (half crop widths); 0 = no eye points (data without eye geometry)
     id_size: int = 64                        # identity net: the face, area-downscaled to this many pixels
     id_dim: int = 64                         # identity net: embedding width (L2-normalised)
