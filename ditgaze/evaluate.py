@@ -41,7 +41,7 @@ class FitConfig:
     steps: int = 5           # test-time fitting: Adam steps per subject (0: no fitted rows)
     lr: float = 0.01         # its learning rate
     renderer: bool = True    # also adapt the renderer's last layer, shared by the subject's images (else the codes only)
-    splits: list[str] = field(default_factory=lambda: ["test"])  # splits that get fitted rows (fitting costs ~10x a feed-forward row)
+    splits: list[str] = field(default_factory=lambda: ["test"])  # splits that get fitted rows (each fitting step costs about one feed-forward row)
     runs: list[str] = field(default_factory=lambda: ["baseline"])   # runs that get fitted rows
 
     def __post_init__(self):
