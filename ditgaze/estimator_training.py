@@ -83,7 +83,7 @@ class EstimatorConfig:
     floor_target_deg: float = 6.5            # the evaluation net's accepted error on test ground truth at this scale (the gpu profile asks 3)
     workers: int = 2                         # CPU processes (one torch thread each): 2 = a second process trains the evaluation net's reader while this one trains the other nets (`training_plan`); 1 = one after another
     gaze_loss: NetConfig = field(default_factory=lambda: NetConfig("vgg", [16, 32, 64], 1, 12, 2e-3, "strip"))     # the loss estimator
-    gaze_eval: NetConfig = field(default_factory=lambda: NetConfig("resnet", [16, 32, 64], 2, 27, 2e-3, "crops"))  # the evaluation estimator (~4,000 steps)
+    gaze_eval: NetConfig = field(default_factory=lambda: NetConfig("resnet", [16, 32, 64], 2, 45, 2e-3, "crops"))  # the evaluation estimator (6,750 steps: its floor levels off there)
     identity: NetConfig = field(default_factory=lambda: NetConfig("resnet", [16, 32, 64, 128], 3, 6, 2e-3, "strip"))  # the identity embedding
 
     def __post_init__(self):

@@ -107,6 +107,18 @@ def _k(v: float, dtype) -> torch.Tensor:
     "The number v as a cached 0-dim tensor of `dtype`: an op with it skips converting a Python number (2x faster on small batches)."
     return torch.tensor(v, dtype=dtype)
 
+def _f64(fn, *xs):
+    """fn(*xs) computed in float64, rounded back to xs[0]'s dtype. torch's float32 atan2, acos, sin, exp and pow give
+    their vectorised and their scalar code paths different last bits, and which elements take which path depends on
+    the CPU's vector width (AVX2 or AVX-512); matrix products go to a BLAS whose kernels depend on the CPU too.
+    Computed in float64, such a difference almost never survives the rounding back, so the generator writes the
+    same bytes on any x86 CPU."""
+    return fn(*(x.double() if isinstance(x, torch.Tensor) else x for x in xs)).to(xs[0].dtype)
+
+def _pow(x, e: float):
+    "x ** e for a tensor (through `_f64`) or a number."
+    return _f64(torch.pow, x, e) if isinstance(x, torch.Tensor) else x ** e
+
 def _col(p, c): return c if isinstance(c, torch.Tensor) else p.new_tensor(c)[:, None]   # a point [3] -> [3,1]
 def _num(v, x): return v if isinstance(v, torch.Tensor) else _k(float(v), x.dtype)      # a number -> 0-dim tensor like x
 
@@ -204,7 +216,7 @@ class HeadScene:
     def lid_angles(self, i: int, s):
         "Elevation (rad) of the upper and lower lid margins of eye i at aperture coordinate s (-1 inner .. 1 outer corner)."
         w = (1 - s * s).clip(0, None); tilt = 0.06 * s
-        return tilt + self.lid_u[i] * w ** 0.7, tilt + self.lid_l[i] * w ** 0.8
+        return tilt + self.lid_u[i] * _pow(w, 0.7), tilt + self.lid_l[i] * _pow(w, 0.8)
 
     def lid_point(self, i: int, s: float, upper: bool) -> np.ndarray:
         "3D point [3] on the lid margin of eye i (head frame), at the lid shell's inner radius."
@@ -274,8 +286,8 @@ class HeadScene:
         q = p - K["part_c"][:, 9 + i]                               # from the eyeball centre
         dist = length(q)
         skin = smax(skin, c(r + 1.0) - dist, 1.0)                   # socket
-        theta = torch.atan2(q[0] if i == 0 else -q[0], -q[2])      # horizontal angle, + towards the outer corner (+x for eye 0)
-        phi = torch.atan2(-q[1], (q[0] * q[0] + q[2] * q[2]).sqrt())  # elevation, + up
+        theta = _f64(torch.atan2, q[0] if i == 0 else -q[0], -q[2])      # horizontal angle, + towards the outer corner (+x for eye 0)
+        phi = _f64(torch.atan2, -q[1], (q[0] * q[0] + q[2] * q[2]).sqrt())  # elevation, + up
         up, lo = self.lid_angles(i, (theta / c(w)).clamp(-1, 1))
         inside = torch.minimum(torch.minimum(up - phi, phi - lo), c(w) - theta.abs())  # >0 in the aperture
         inside = torch.where(q[2] < c(0.0), inside, -1.0)           # only the front half opens
@@ -316,7 +328,7 @@ def _noise(p, seed: float, freqs=(0.05, 0.11, 0.23, 0.47), n_dir: int = 3):
     for f in freqs:
         for _ in range(n_dir):
             d = rng.normal(size=3); d /= np.linalg.norm(d)
-            out = out + torch.sin(f * (p @ p.new_tensor(d)) + rng.uniform(0, 6.283)) / (len(freqs) * n_dir) ** 0.5
+            out = out + _f64(lambda q, v: torch.sin(f * (q @ v) + rng.uniform(0, 6.283)), p, p.new_tensor(d)) / (len(freqs) * n_dir) ** 0.5
     return out.clamp(-1, 1)
 
 def albedo(scene: HeadScene, p: torch.Tensor, mat: torch.Tensor) -> torch.Tensor:
@@ -326,7 +338,7 @@ def albedo(scene: HeadScene, p: torch.Tensor, mat: torch.Tensor) -> torch.Tensor
     col = col * (1 + e.tex_amp * _noise(p, e.tex_seed))[:, None]
     # cheeks
     for s in (-1, 1):
-        w = torch.exp(-(((p[:, 0] - s * 36) / 14) ** 2 + ((p[:, 1] - 5) / 12) ** 2))
+        w = _f64(torch.exp, -(((p[:, 0] - s * 36) / 14) ** 2 + ((p[:, 1] - 5) / 12) ** 2))
         col = col * (1 - 0.12 * w[:, None] * col.new_tensor([0.0, 1.0, 0.8]))
     # lips between the outer lines, the mouth slit (between the inner lines) dark
     x, y = p[:, 0], p[:, 1]
@@ -340,7 +352,7 @@ def albedo(scene: HeadScene, p: torch.Tensor, mat: torch.Tensor) -> torch.Tensor
     for s in (-1, 1):
         u, yc = scene.brow_line(x, s)
         half = e.brow_thick * (1 - 0.3 * (u + 1) / 2)
-        band = ((1 - ((y - yc) / half) ** 2).clamp(0, 1) * (1 - u ** 4).clamp(0, 1) * (p[:, 2] < 5)) ** 0.5
+        band = ((1 - ((y - yc) / half) ** 2).clamp(0, 1) * (1 - _pow(u, 4)).clamp(0, 1) * (p[:, 2] < 5)) ** 0.5
         col = col + 0.9 * band[:, None] * (p.new_tensor(e.hair_rgb) - col)
     # hair
     streak = 1 + 0.25 * _noise(p * p.new_tensor([3.0, 0.3, 3.0]), e.tex_seed + 1)
@@ -350,12 +362,12 @@ def albedo(scene: HeadScene, p: torch.Tensor, mat: torch.Tensor) -> torch.Tensor
     for i, m in ((0, EYE_L), (1, EYE_R)):
         q = p - p.new_tensor(scene.eye_c[i]); q = q / q.norm(dim=-1, keepdim=True)
         g = p.new_tensor(scene.eye_g[i])
-        ang = torch.acos((q @ g).clamp(-1, 1)) * e.eyeball_radius                  # arc distance from the pupil centre, mm
+        ang = _f64(lambda a, b: torch.acos((a @ b).clamp(-1, 1)), q, g) * e.eyeball_radius                  # arc distance from the pupil centre, mm
         ri, rp = e.iris_radius, e.iris_radius * e.pupil_frac
         up = F.normalize(torch.linalg.cross(g, g.new_tensor([1.0, 0, 0])), dim=0)
         side = torch.linalg.cross(up, g)
-        azim = torch.atan2(q @ side, q @ up)
-        fib = 1 + 0.18 * torch.sin(37 * azim + 3 * i) * torch.sin(11 * azim) + 0.15 * (ang / ri)
+        azim = _f64(lambda a, b, c: torch.atan2(a @ b, a @ c), q, side, up)
+        fib = 1 + 0.18 * _f64(torch.sin, 37 * azim + 3 * i) * _f64(torch.sin, 11 * azim) + 0.15 * (ang / ri)
         iris = p.new_tensor(e.iris_rgb) * fib[:, None]
         iris = iris * (1 - 0.55 * ((ang - 0.85 * ri) / (0.15 * ri)).clamp(0, 1))[:, None]   # limbal ring
         sclera = p.new_tensor([0.93, 0.9, 0.88]) - p.new_tensor([0.0, 0.1, 0.1]) * ((ang - ri) / 12).clamp(0, 1)[:, None]
@@ -406,7 +418,7 @@ def _normal(scene, p, h: float = 0.15):
     k = p.new_tensor([[1, -1, -1], [-1, -1, 1], [-1, 1, -1], [1, 1, 1]])         # tetrahedron
     pr = p.T.contiguous()                                                         # [3,M]
     ds = torch.stack([scene.sdf(pr + (h * kk)[:, None])[0] for kk in k], -1)   # [M,4]
-    return F.normalize(ds @ k, dim=-1)
+    return _f64(lambda a, b: F.normalize(a @ b, dim=-1), ds, k)
 
 def _soft_shadow(scene, p, l, steps: int = 8, k: float = 8.0):
     "Soft shadow factor in [0,1] along the light direction l [3] from points p [M,3]; rays stop once dark or out."
@@ -434,14 +446,14 @@ def shade(scene: HeadScene, p, n, mat, view, shadows: bool = True):
     "Colour [M,3] at hits p [M,3] with normals n, materials mat, unit view directions view [M,3] (towards the camera)."
     L = scene.light; l = p.new_tensor(L.unit())
     alb = albedo(scene, p, mat)
-    lam = (n @ l).clamp_min(0)
+    lam = _f64(torch.matmul, n, l).clamp_min(0)
     if shadows:
         lit = (lam > 0).nonzero()[:, 0]
         lam[lit] = lam[lit] * _soft_shadow(scene, p[lit] + 0.3 * n[lit], l)
     ao = _ao(scene, p, n)
     hv = F.normalize(l[None] + view, dim=-1); nh = (n * hv).sum(-1).clamp_min(0)
     eye = (mat == EYE_L) | (mat == EYE_R)
-    spec = torch.where(eye, 1.2 * nh ** 90, 0.12 * nh ** 12 * (mat != HAIR)) * L.intensity * (lam > 1e-3)
+    spec = torch.where(eye, 1.2 * _pow(nh, 90), 0.12 * _pow(nh, 12) * (mat != HAIR)) * L.intensity * (lam > 1e-3)
     col = alb * (L.ambient * ao + L.intensity * lam)[:, None] + spec[:, None]
     return col.clamp(0, 1)
 
@@ -452,7 +464,7 @@ def render(scene: HeadScene, R, t, K, size: int, ss: int = 1, shadows: bool = Tr
     all inference tensors (the renderer is not differentiable)."""
     R, t, K = (torch.as_tensor(x, dtype=torch.float32) for x in (R, t, K))
     B, S = R.shape[0], size * ss
-    o, d = camera_rays(R, t, K, size, ss)                                          # [B,3], [B,S,S,3]
+    o, d = (x.float() for x in camera_rays(R.double(), t.double(), K.double(), size, ss))   # [B,3], [B,S,S,3]; in float64 as `_f64`
     o = o[:, None, None].expand_as(d).reshape(-1, 3); d = d.reshape(-1, 3)
     tt, hit, mat = trace(scene, o, d, steps)
     bg = torch.tensor(scene.id.bg_rgb, dtype=torch.float32)

@@ -128,3 +128,29 @@ def test_bad_params_name_file_and_key(tmp_path, data, profile, message):
     assert r.returncode == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert lines[0].startswith("ditgaze generate: error: ") and message in lines[0] and str(p) in lines[0], lines[0]
     assert not (tmp_path / "data").exists() and not (tmp_path / "report").exists()
+
+
+_RENDER_ONE = """
+import hashlib, sys, numpy as np, torch
+torch.set_num_threads(1)
+from ditgaze.synth_data import DataConfig, make_rig, render_subject
+cfg = DataConfig(); sp = cfg.test
+arrays, _ = render_subject(cfg, "test", sp, 0, make_rig(cfg.rig_distance * sp.distance_scale, cfg.rig_yaw_deg, cfg.rig_pitch_deg, cfg.seed))
+print(torch.backends.cpu.get_cpu_capability())
+for k, v in sorted(arrays.items()): print(k, hashlib.md5(np.ascontiguousarray(v).tobytes()).hexdigest())
+"""
+
+def test_same_bytes_with_avx2_and_avx512():
+    """The data are the same bytes on any x86 CPU: one default-profile test subject (40 images) rendered with torch's AVX2 kernels
+    and with its AVX-512 kernels. (float32 atan2 and pow put the last bit differently on the two, which flipped a pixel here.)"""
+    def render(**env):
+        import os
+        r = subprocess.run([sys.executable, "-c", _RENDER_ONE], capture_output=True, text=True, env={**os.environ, **env})
+        assert r.returncode == 0, r.stderr[-2000:]
+        cap, *rows = r.stdout.split("\n")
+        return cap, rows
+    cap, own = render()
+    if cap != "AVX512": pytest.skip(f"this CPU runs torch's {cap} kernels, not AVX512: nothing to compare the AVX2 kernels with")
+    cap2, avx2 = render(ATEN_CPU_CAPABILITY="avx2")
+    assert cap2 == "AVX2"
+    assert [r for r in own if r.startswith("face_patch")] and own == avx2
