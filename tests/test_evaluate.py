@@ -121,7 +121,9 @@ def test_references_and_report_write_metrics_pairs_and_tables(stage):
         assert "| copy input (reference: floor) |" in md and "| mean face (reference: a generic face) |" in md
         assert "FID features: evaluation gaze estimator features" in md and "LPIPS: LPIPS unavailable" in md
         for ax in ("follow_yaw", "follow_pitch"):                             # the gaze sweep: copy input never moves and is the input
-            assert c[ax]["value"] == pytest.approx(0.0, abs=1e-9) and c[ax]["r2"] is None and c[ax]["violations"] == 0
+            # its readings are of the same image in batches of other sizes: float32 readings agree to ~1e-5 deg (AVX-512
+            # kernels change the last bits with the batch), so the slope over tens of degrees of requests is ~1e-7 from 0
+            assert c[ax]["value"] == pytest.approx(0.0, abs=1e-6) and c[ax]["r2"] is None and c[ax]["violations"] == 0
             assert c[ax]["identity"] == pytest.approx(100.0, abs=1e-4) and c[ax]["n_inputs"] == ns and g[ax]["value"] is None
         assert "Gaze sweep (" in md and "| copy input (reference: floor) | 0.00 | n/a | 0.00 | 0.0 | 100.0 | 0.00 | n/a |" in md
     assert sorted(f.name for f in (tmp / "reports/metrics").iterdir()) == ["shift_light.json", "test.json"]   # train has no pairs file
