@@ -1,6 +1,6 @@
 """The `generate` stage end to end (`ditgaze generate` as a process, smoke profile, the data under a temporary folder):
 files, schema, determinism across runs and worker counts, labels and pairs; bad params named in one line."""
-import json, subprocess, sys
+import json, os, subprocess, sys
 from pathlib import Path
 
 import h5py
@@ -131,11 +131,10 @@ def test_bad_params_name_file_and_key(tmp_path, data, profile, message):
 
 
 _RENDER_ONE = """
-import hashlib, sys, numpy as np, torch
-torch.set_num_threads(1)
-from ditgaze.synth_data import DataConfig, make_rig, render_subject
-cfg = DataConfig(); sp = cfg.test
-arrays, _ = render_subject(cfg, "test", sp, 0, make_rig(cfg.rig_distance * sp.distance_scale, cfg.rig_yaw_deg, cfg.rig_pitch_deg, cfg.seed))
+import hashlib, numpy as np, torch
+from ditgaze.synth_data import DataConfig, _render_task
+cfg = DataConfig()
+arrays, _ = _render_task((cfg, "test", cfg.test, 0))        # what a `generate` worker renders for the first test subject
 print(torch.backends.cpu.get_cpu_capability())
 for k, v in sorted(arrays.items()): print(k, hashlib.md5(np.ascontiguousarray(v).tobytes()).hexdigest())
 """
@@ -144,7 +143,6 @@ def test_same_bytes_with_avx2_and_avx512():
     """The data are the same bytes on any x86 CPU: one default-profile test subject (40 images) rendered with torch's AVX2 kernels
     and with its AVX-512 kernels. (float32 atan2 and pow put the last bit differently on the two, which flipped a pixel here.)"""
     def render(**env):
-        import os
         r = subprocess.run([sys.executable, "-c", _RENDER_ONE], capture_output=True, text=True, env={**os.environ, **env})
         assert r.returncode == 0, r.stderr[-2000:]
         cap, *rows = r.stdout.split("\n")
