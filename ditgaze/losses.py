@@ -17,9 +17,10 @@ from .data import whiten
 from .geometry import angular_error
 
 # %% auto #0
-__all__ = ['IntermediateConfig', 'LossConfig', 'region_masks', 'downsample_regions', 'masked_mean', 'ssim_map', 'crop_to',
-           'EstimatorFeatures', 'perceptual_loss', 'gaze_loss', 'head_loss', 'image_loss', 'luma_bias', 'target_loss',
-           'orthogonality_loss', 'range_fraction', 'intermediate_gazes', 'grow', 'intermediate_loss']
+__all__ = ['IntermediateConfig', 'LossConfig', 'region_masks', 'grow', 'grow_eyes', 'downsample_regions', 'masked_mean',
+           'ssim_map', 'crop_to', 'EstimatorFeatures', 'perceptual_loss', 'gaze_loss', 'head_loss', 'image_loss',
+           'luma_bias', 'target_loss', 'orthogonality_loss', 'range_fraction', 'intermediate_gazes',
+           'intermediate_loss']
 
 # %% ../nbs/41_losses.ipynb #0a3042c1
 @dataclass
@@ -49,6 +50,7 @@ class LossConfig:
     image_weight: float = 1.0     # region weights: the whole image against the target whitened outside the head ...
     face_weight: float = 1.0      # ... the face without the eyes ...
     eye_weight: float = 4.0       # ... and the eyes (a small region, weighted up)
+    eye_margin: float = 0.03125   # a renderer's eye region takes in this share of the image width around the eye masks (the lids; 4 px at 128)
     gaze: float = 0.01            # functional gaze loss weight, per degree
     gaze_start: int = 0           # step from which the gaze loss, the perceptual term and the intermediate gazes are on
     head: float = 0.0             # head-pose consistency weight, per degree: the loss estimator's head reading of the render against the target's (0: off)
@@ -68,6 +70,16 @@ def region_masks(batch: dict) -> dict[str, Tensor]:
     head = batch["head_mask"]
     eyes = torch.maximum(batch["left_eye_mask"], batch["right_eye_mask"]) * head
     return {"head": head, "face": head * (1 - eyes), "eyes": eyes}
+
+def grow(mask: Tensor, px: int) -> Tensor:
+    "A mask [B,1,H,W] grown by `px` pixels (max-pooling)."
+    return mask if px <= 0 else F.max_pool2d(mask, 2 * px + 1, stride=1, padding=px)
+
+def grow_eyes(regions: dict, px: int) -> dict:
+    "The regions with the eyes grown by `px` pixels inside the head, and the face without them."
+    if px <= 0: return regions
+    eyes = grow(regions["eyes"], px) * regions["head"]
+    return {**regions, "eyes": eyes, "face": regions["head"] * (1 - eyes)}
 
 def downsample_regions(regions: dict, size: int) -> dict:
     "Region masks area-downsampled to `size` (soft at the borders)."
@@ -151,7 +163,8 @@ def luma_bias(pred: Tensor, gt: Tensor, mask: Tensor) -> Tensor:
 
 def target_loss(image: Tensor, target: dict, cfg: LossConfig, feats: EstimatorFeatures | None, step: int) -> tuple[Tensor, dict[str, Tensor]]:
     "The loss of a rendered `image` [B,3,H,W] against the `target` batch: image terms, perceptual and gaze terms (late), colour drift."
-    gt, regions = target["image"], region_masks(target)
+    gt = target["image"]
+    regions = grow_eyes(region_masks(target), round(cfg.eye_margin * gt.shape[-1]))
     loss, terms = image_loss(image, gt, regions, cfg)
     terms["face_luma_bias"] = luma_bias(image, gt, regions["face"])
     late = feats is not None and step >= cfg.gaze_start and image.shape[-1] == feats.net.spec["image_size"]
@@ -195,10 +208,6 @@ def intermediate_gazes(g_input: Tensor, g_target: Tensor, step: int, start: int,
     return torch.where(pick, lattice, line).clamp(-lim, lim)
 
 # %% ../nbs/41_losses.ipynb #im000004
-def grow(mask: Tensor, px: int) -> Tensor:
-    "A mask [B,1,H,W] grown by `px` pixels (max-pooling)."
-    return mask if px <= 0 else F.max_pool2d(mask, 2 * px + 1, stride=1, padding=px)
-
 def intermediate_loss(image: Tensor, requested: Tensor, target: dict, feats: EstimatorFeatures, cfg: IntermediateConfig) -> tuple[Tensor, dict[str, Tensor]]:
     """The weak supervision of images [m,3,H,W] rendered at `requested` gazes [m,2] (pitch/yaw, the target's camera) for the pair
     targets `target` (their images, masks and gazes): the reading moves by the requested change; outside the eyes nothing changes."""

@@ -26,9 +26,9 @@ from .renderers.diffusion import DiTConfig, DiTRenderer
 
 # %% auto #0
 __all__ = ['RENDERERS', 'TOKENS', 'MODEL_FORMAT', 'StreamsConfig', 'PoseNet', 'Streams', 'front', 'source_depth', 'warp_source',
-           'ModelConfig', 'geometry', 'GazeRedirector', 'RedirectError', 'redirect', 'sweep', 'fit_names',
-           'source_dict', 'fit', 'redirect_fitted', 'model_state', 'build_model', 'load_model', 'sampling_steps',
-           'predictor']
+           'eyeball_maps', 'ModelConfig', 'geometry', 'GazeRedirector', 'RedirectError', 'redirect', 'sweep',
+           'fit_names', 'source_dict', 'fit', 'redirect_fitted', 'model_state', 'build_model', 'load_model',
+           'sampling_steps', 'predictor']
 
 # %% ../nbs/40_redirector.ipynb #3f08879a
 @dataclass
@@ -122,6 +122,30 @@ def warp_source(points: Tensor, coverage: Tensor, eye: Tensor, image: Tensor, w2
     vis = (inside & (A > 0.5) & (a > 0.5) & behind).to(image.dtype)
     return torch.cat([colour * vis, vis], 1)
 
+# %% ../nbs/40_redirector.ipynb #a59707c7
+def eyeball_maps(eye_centers: Tensor, gaze: Tensor, radius: float, w2c: Tensor, K: Tensor, size: int) -> Tensor:
+    """The two eyeballs traced at `size` x `size` [B,6,H,W]: coverage, and coverage x the surface normal in the eye's frame (3) and
+    in the head's (x, y). eye_centers [B,2,3] (head frame, mm), gaze [B,2,2] (pitch/yaw per eye, head frame), radius (mm),
+    w2c [B,4,4] and K [B,3,3] (K at `size`)."""
+    B, dev, f64 = len(w2c), w2c.device, torch.float64
+    Kd, R, t = K.to(f64), w2c[:, :3, :3].to(f64), w2c[:, :3, 3].to(f64)
+    c = torch.arange(size, device=dev, dtype=f64) + 0.5                                        # pixel centres
+    v, u = torch.meshgrid(c, c, indexing="ij")
+    pix = torch.stack([u, v, torch.ones_like(u)], -1).reshape(-1, 3)                           # [HW,3]
+    rays = F.normalize(torch.einsum("bji,bjk,nk->bni", R, torch.linalg.inv(Kd), pix), dim=-1)   # [B,HW,3] R^T K^-1 p: head frame
+    o = (-torch.einsum("bji,bj->bi", R, t))[:, None] - eye_centers.to(f64)                      # [B,2,3] camera centre, from each eye centre
+    along = -torch.einsum("ben,bpn->bep", o, rays)                                              # [B,2,HW] ray length to the closest approach
+    closest = o[:, :, None] + along[..., None] * rays[:, None]                                  # [B,2,HW,3] from the eye centre
+    dist = closest.norm(dim=-1)                                                                 # [B,2,HW]
+    cov = ((radius - dist) * Kd[:, None, 0, 0, None] / along + 0.5).clamp(0, 1)                # (radius - distance) in pixels, +- half a pixel
+    back = (radius ** 2 - dist.clamp(max=radius) ** 2).sqrt()                                   # [B,2,HW] from the closest approach to the front surface
+    n = F.normalize(closest - back[..., None] * rays[:, None], dim=-1)                          # [B,2,HW,3] normal, head frame (rim: nearest point)
+    Rg = euler_to_matrix(gaze[..., 0].to(f64), gaze[..., 1].to(f64))                          # [B,2,3,3] eye frame -> head frame
+    n_eye = torch.einsum("beji,bepj->bepi", Rg, n)                                              # [B,2,HW,3] R^T n
+    out = (cov[..., None] * torch.cat([torch.ones_like(cov)[..., None], n_eye, n[..., :2]], -1)).sum(1)   # [B,HW,6]: the eyes never overlap
+    return out.transpose(1, 2).reshape(B, 6, size, size).to(w2c.dtype)
+
+
 # %% ../nbs/40_redirector.ipynb #72ffb5df
 RENDERERS: dict[str, Callable[..., nn.Module]] = {
     "unet": lambda cfg, in_channels, dim, upscale: UNetRenderer(cfg.unet, in_channels, dim, upscale),
@@ -140,6 +164,7 @@ class ModelConfig:
     warp_tol_mm: float = 20.0      # a target pixel counts as seen in the source if its point is at most this far behind the source's depth
     warp_eyes: bool = True         # the eyes too, each eye Gaussian read where it sat at the source's gaze (needs the source's gaze)
     warp_eye_tol_mm: float = 5.0   # an eye pixel's tighter depth test: the lids lie a few mm in front of the eyeball
+    eye_maps: bool = True          # trace the eyeballs at the output size for the renderer (`eyeball_maps`): where the iris is, to the sub-pixel
 
     def __post_init__(self):
         check(self.renderer in RENDERERS, "renderer", f"must be one of {sorted(RENDERERS)}, got {self.renderer!r}")
@@ -149,7 +174,7 @@ class ModelConfig:
 # %% ../nbs/40_redirector.ipynb #r0000012
 def geometry(streams: Streams, cfg: ModelConfig, source: dict, target: dict, codes: dict | None = None) -> dict:
     """The geometry of a redirection: codes (the encoder's, or `codes`), Gaussians at the target's gaze, feature maps in its camera and
-    (`cfg.warp`) the source warped into it. source: {'image' [B,3,H,W], 'w2c', 'K', and optionally 'gaze' (its camera frame): the
+    (`cfg.warp`) the source warped into it, (`cfg.eye_maps`) the eyeballs traced at the output size. source: {'image' [B,3,H,W], 'w2c', 'K', and optionally 'gaze' (its camera frame): the
     eyes join the warp when given and `cfg.warp_eyes`}; target: {'gaze' (camera frame), 'w2c', 'K'}.
     Without a graph when nothing in it can learn (frozen streams, fixed codes)."""
     st, img, S, r = streams, source["image"], streams.cfg.image_size, streams.cfg.render_size
@@ -174,7 +199,8 @@ def geometry(streams: Streams, cfg: ModelConfig, source: dict, target: dict, cod
             d, sa = source_depth(Gs, source["w2c"], source["K"], S, r, st.cfg.backend)
             warped = warp_source(pts[:, :3] / a, alpha, pts[:, 3:] / a, img, source["w2c"], source["K"], d, sa, cfg.warp_tol_mm,
                                  cfg.warp_eye_tol_mm if eyes_src else None)
-    return {"maps": torch.cat([m["head"], m["eye"]], 1), "preview": m["head"][:, :3], "warped": warped,
+        eyes = eyeball_maps(g.eye_centers, g.gaze, st.head.eye_radius, target["w2c"], target["K"], S) if cfg.eye_maps else None
+    return {"maps": torch.cat([m["head"], m["eye"]], 1), "preview": m["head"][:, :3], "warped": warped, "eyes": eyes,
             "gaze_head": g.gaze_clamped, "head_pose": head_pose_pitchyaw(target["w2c"][:, :3, :3]), **z}
 
 # %% ../nbs/40_redirector.ipynb #r0000001
@@ -200,11 +226,12 @@ class GazeRedirector(nn.Module):
         f = self.streams.cfg.head.posenc_freqs
         return torch.stack([self.tok_id(z_id), self.tok_exp(z_exp), self.tok_gaze(posenc(gaze_head, f)), self.tok_pose(posenc(head_pose, f))], 1)
 
-    def condition(self, z_id: Tensor, z_exp: Tensor, gaze_head: Tensor, head_pose: Tensor, source: Tensor, warped: Tensor | None = None) -> Cond:
-        "Tokens [B,4,D] (identity, expression, gaze in the head frame, head pose), the source's appearance tokens, their summary, the warped source."
+    def condition(self, z_id: Tensor, z_exp: Tensor, gaze_head: Tensor, head_pose: Tensor, source: Tensor, warped: Tensor | None = None,
+                  eyes: Tensor | None = None) -> Cond:
+        "Tokens [B,4,D] (identity, expression, gaze in the head frame, head pose), the source's appearance tokens, their summary, the warped source, the eyeballs."
         tokens = self.tokens(z_id, z_exp, gaze_head, head_pose)                                  # [B,4,D]
         app, vec = self.appearance(source)                                                      # [B,S,D], [B,D]
-        return Cond(tokens, app, self.to_vector(tokens.sum(1) + vec), warped)
+        return Cond(tokens, app, self.to_vector(tokens.sum(1) + vec), warped, eyes)
 
     @staticmethod
     def embeddings(cond: Cond, identity: bool = False) -> dict[str, Tensor]:
@@ -214,7 +241,7 @@ class GazeRedirector(nn.Module):
     def prepare(self, source: dict, target: dict, codes: dict | None = None) -> dict:
         """Everything before the renderer: `geometry`, then the condition. Returns maps [B,C',r,r], cond, preview, gaze_head, codes."""
         g = geometry(self.streams, self.cfg, source, target, codes)
-        return {**g, "cond": self.condition(g["z_id"], g["z_exp"], g["gaze_head"], g["head_pose"], source["image"], g["warped"])}
+        return {**g, "cond": self.condition(g["z_id"], g["z_exp"], g["gaze_head"], g["head_pose"], source["image"], g["warped"], g["eyes"])}
 
     def forward(self, source: dict, target: dict, codes: dict | None = None) -> Tensor:
         "The image [B,3,H,W] of the source redirected to the target's gaze and camera."
@@ -294,7 +321,7 @@ def redirect_fitted(model: GazeRedirector, fitted: FitResult, images: Tensor, ta
     return torch.func.functional_call(model.renderer, params, (p["maps"], p["cond"])).clamp(0, 1)
 
 # %% ../nbs/40_redirector.ipynb #r0000007
-MODEL_FORMAT = "ditgaze.redirector/2"
+MODEL_FORMAT = "ditgaze.redirector/3"
 
 def model_state(model: GazeRedirector, build: dict) -> dict:
     "What a checkpoint needs besides the weights to rebuild `model`: format, both configs, build info."

@@ -66,7 +66,8 @@ class GaussiansLossConfig:
     embedding_weight: float = 0.0   # GazeGaussian's auto-decoder path (training subjects' embeddings, per-image expression codes); 0: the encoder path alone, which is what test time uses, at half the cost
     encoder_weight: float = 1.0     # the encoder path: codes from the input image (what test time uses)
     pose_weight: float = 0.01       # the pose network's head-pose error, degrees
-    shape_weight: float = 0.01      # the deformed template landmarks and eyeball centres against the data's 3D ones, per mm (0: photometric only)
+    shape_weight: float = 0.01      # the deformed template landmarks against the data's 3D ones, per mm (0: photometric only)
+    eye_weight: float = 0.2         # the eyeball centres against the data's, per mm: the renderer's eyes are traced from them, and the photometric terms alone leave them millimetres deep
     code_reg: float = 1e-4          # L2 penalty on the identity and expression codes
 
 @dataclass
@@ -100,8 +101,10 @@ def gaussians_step(streams: Streams, batch: dict, step: int, cfg: GaussiansConfi
         l, t = image_loss(preview, gt, regions, L.image)
         if L.shape_weight > 0 and "landmarks_3d" in tgt:                                   # where the data has 3D shape: landmarks (and eyeball centres)
             t["shape_mm"] = (g.landmarks - tgt["landmarks_3d"]).norm(dim=-1).mean()
-            if "eyeball_centers" in tgt: t["shape_mm"] = (t["shape_mm"] * 68 + 2 * (g.eye_centers - tgt["eyeball_centers"]).norm(dim=-1).mean()) / 70
             l = l + L.shape_weight * t["shape_mm"]
+            if L.eye_weight > 0 and "eyeball_centers" in tgt:                             # where the data has eyeball centres
+                t["eye_mm"] = (g.eye_centers - tgt["eyeball_centers"]).norm(dim=-1).mean()
+                l = l + L.eye_weight * t["eye_mm"]
         terms.update({f"{name}_{k}": v for k, v in t.items()})
         loss = loss + w * l + L.code_reg * (z_id.pow(2).mean() + z_exp.pow(2).mean())
     if L.pose_weight > 0:
@@ -184,7 +187,7 @@ def train_step(model: GazeRedirector, batch: dict, step: int, cfg: TrainConfig, 
     tgt, L = batch["target"], cfg.loss
     source, target = _source_target(batch)
     g = batch.get("geometry") or geometry(model.streams, model.cfg, source, target)
-    cond = model.condition(g["z_id"], g["z_exp"], g["gaze_head"], g["head_pose"], source["image"], g["warped"])
+    cond = model.condition(g["z_id"], g["z_exp"], g["gaze_head"], g["head_pose"], source["image"], g["warped"], g["eyes"])
     white = whiten(tgt["image"], region_masks(tgt)["head"])                               # what the renderer must produce (a latent renderer encodes it)
     loss, terms, _ = model.renderer.loss(g["maps"], cond, white, lambda im: target_loss(im, tgt, L, feats, step))
     ortho, t = orthogonality_loss(model.embeddings(cond, L.ortho_identity))
@@ -195,7 +198,7 @@ def train_step(model: GazeRedirector, batch: dict, step: int, cfg: TrainConfig, 
     if req is not None and feats is not None:
         m = len(req)
         gm = mid["geometry"] if mid is not None else mid_geometry(model.streams, cfg, batch, req)
-        cm = model.condition(gm["z_id"], gm["z_exp"], gm["gaze_head"], gm["head_pose"], source["image"][:m], gm["warped"])
+        cm = model.condition(gm["z_id"], gm["z_exp"], gm["gaze_head"], gm["head_pose"], source["image"][:m], gm["warped"], gm["eyes"])
         lm, tm = intermediate_loss(model.renderer.one_pass(gm["maps"], cm), req, {k: v[:m] for k, v in tgt.items()}, feats, L.intermediate)
         loss = loss + lm; terms.update(tm)
     return loss, terms

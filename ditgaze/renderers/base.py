@@ -24,6 +24,7 @@ class Cond:
     appearance: Tensor   # [B,S,D] tokens of the source image (S may be 0)
     vector: Tensor       # [B,D] a summary of both, for modulation
     warped: Tensor | None = None   # [B,4,H,W] the source warped into the target view at the output size: colour x visibility, visibility
+    eyes: Tensor | None = None     # [B,6,H,W] the eyeballs at the output size: coverage, x the surface normal in the eye's frame (3), in the head's (x, y)
 
     def context(self) -> Tensor:
         "What attention reads: the condition tokens, then the appearance tokens [B,T+S,D]."

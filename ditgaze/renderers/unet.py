@@ -23,10 +23,13 @@ class UNetConfig:
     mults: tuple[int, ...] = (1, 2, 4)    # channel multiplier per level; len(mults)-1 downsamplings
     heads: int = 4                        # attention heads at the bottleneck
     groups: int = 8                       # GroupNorm groups (must divide every level's width)
+    fuse_width: int = 32                  # channels of the full-size stage where the warped source and the eyeballs join: the eyes are drawn there
+    fuse_layers: int = 3                  # its 3x3 convolutions
 
     def __post_init__(self):
         widths = [self.width * m for m in self.mults]
         check(len(self.mults) >= 1 and self.width >= 1, "mults", f"need at least one level and width >= 1, got {list(self.mults)}")
+        check(self.fuse_width >= 1 and self.fuse_layers >= 2, "fuse_layers", f"need fuse_width >= 1 and fuse_layers >= 2, got {self.fuse_width}, {self.fuse_layers}")
         check(not any(w % self.groups or w % self.heads for w in widths), "width",
               f"every level's width {widths} must divide by groups={self.groups} and heads={self.heads}")
 
@@ -47,7 +50,9 @@ class UNetRenderer(nn.Module):
         self.up = nn.ModuleList([ResBlock(2 * widths[i], widths[i], g, dim) for i in reversed(range(len(widths) - 1))])
         self.shuffle = nn.ModuleList([nn.Sequential(nn.Conv2d(widths[0], widths[0] * 4, 3, padding=1), nn.PixelShuffle(2), nn.SiLU())
                                       for _ in range(upscale.bit_length() - 1)])
-        self.fuse = nn.Conv2d(widths[0] + 4, widths[0], 3, padding=1)               # the warped source (colour x visibility, visibility) joins at full size
+        fw, fuse = cfg.fuse_width, [nn.Conv2d(widths[0] + 4 + 6, cfg.fuse_width, 3, padding=1), nn.SiLU()]   # the warped source (colour x visibility,
+        for _ in range(cfg.fuse_layers - 2): fuse += [nn.Conv2d(fw, fw, 3, padding=1), nn.SiLU()]                 # visibility) and the eyeballs (cond.eyes)
+        self.fuse = nn.Sequential(*fuse, nn.Conv2d(fw, widths[0], 3, padding=1))                                  # join at full size
         self.out = nn.Sequential(nn.GroupNorm(g, widths[0]), nn.SiLU(), nn.Conv2d(widths[0], 4, 3, padding=1))   # colour, and how much of the warp to keep
 
     def forward(self, maps: Tensor, cond: Cond) -> Tensor:
@@ -65,7 +70,8 @@ class UNetRenderer(nn.Module):
             x = block(torch.cat([x, skips.pop()], 1), v)             # [B,wi,..]
         for s in self.shuffle: x = s(x)                              # [B,w0,H,W]
         warped = cond.warped if cond.warped is not None else x.new_zeros(len(x), 4, *x.shape[-2:])
-        y = self.out(self.fuse(torch.cat([x, warped], 1)) + x)       # [B,4,H,W]
+        eyes = cond.eyes if cond.eyes is not None else x.new_zeros(len(x), 6, *x.shape[-2:])
+        y = self.out(self.fuse(torch.cat([x, warped, eyes], 1)) + x) # [B,4,H,W]
         keep = torch.sigmoid(y[:, 3:]) * warped[:, 3:]               # [B,1,H,W] the warp is kept only where it saw the face
         return keep * warped[:, :3] + (1 - keep) * torch.sigmoid(y[:, :3])   # [B,3,H,W] in [0,1]
 
