@@ -20,7 +20,7 @@ from .gaussian_head import (CodeEncoder, FitResult, GaussianHead, GaussianHeadCo
 from .geometry import ETH_DISTANCE_MM, euler_to_matrix, focal_for_size, gaze_cam_to_head, head_pose_pitchyaw, project
 from .loop import load_checkpoint
 from .rasterize import rasterize
-from .renderers.base import AppearanceConfig, AppearanceEncoder, Cond
+from .renderers.base import EYE_CHANNELS, AppearanceConfig, AppearanceEncoder, Cond
 from .renderers.unet import UNetConfig, UNetRenderer
 from .renderers.diffusion import DiTConfig, DiTRenderer
 
@@ -124,7 +124,7 @@ def warp_source(points: Tensor, coverage: Tensor, eye: Tensor, image: Tensor, w2
 
 # %% ../nbs/40_redirector.ipynb #a59707c7
 def eyeball_maps(eye_centers: Tensor, gaze: Tensor, radius: float, w2c: Tensor, K: Tensor, size: int) -> Tensor:
-    """The two eyeballs traced at `size` x `size` [B,6,H,W]: coverage, and coverage x the surface normal in the eye's frame (3) and
+    """The two eyeballs traced at `size` x `size` [B,EYE_CHANNELS,H,W]: coverage, and coverage x the surface normal in the eye's frame (3) and
     in the head's (x, y). eye_centers [B,2,3] (head frame, mm), gaze [B,2,2] (pitch/yaw per eye, head frame), radius (mm),
     w2c [B,4,4] and K [B,3,3] (K at `size`)."""
     B, dev, f64 = len(w2c), w2c.device, torch.float64
@@ -142,8 +142,8 @@ def eyeball_maps(eye_centers: Tensor, gaze: Tensor, radius: float, w2c: Tensor, 
     n = F.normalize(closest - back[..., None] * rays[:, None], dim=-1)                          # [B,2,HW,3] normal, head frame (rim: nearest point)
     Rg = euler_to_matrix(gaze[..., 0].to(f64), gaze[..., 1].to(f64))                          # [B,2,3,3] eye frame -> head frame
     n_eye = torch.einsum("beji,bepj->bepi", Rg, n)                                              # [B,2,HW,3] R^T n
-    out = (cov[..., None] * torch.cat([torch.ones_like(cov)[..., None], n_eye, n[..., :2]], -1)).sum(1)   # [B,HW,6]: the eyes never overlap
-    return out.transpose(1, 2).reshape(B, 6, size, size).to(w2c.dtype)
+    out = (cov[..., None] * torch.cat([torch.ones_like(cov)[..., None], n_eye, n[..., :2]], -1)).sum(1)   # [B,HW,E]: the eyes never overlap
+    return out.transpose(1, 2).reshape(B, EYE_CHANNELS, size, size).to(w2c.dtype)
 
 
 # %% ../nbs/40_redirector.ipynb #72ffb5df

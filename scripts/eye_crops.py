@@ -11,8 +11,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from ditgaze.evaluate import load_split_pairs
-from ditgaze.redirector import load_model, redirect
+from ditgaze.evaluate import load_split_pairs, target_labels
+from ditgaze.redirector import load_model, predictor
 
 if len(sys.argv) < 3: sys.exit(__doc__)
 out, checkpoints = sys.argv[1], sys.argv[2:]
@@ -20,11 +20,7 @@ torch.set_num_threads(1)
 sp = load_split_pairs("data/synthetic", "test")
 rows = sp.pairs[::26][:8]
 inp, tgt = sp.items(rows[:, 0]), sp.items(rows[:, 1])
-preds = []
-for c in checkpoints:
-    with torch.no_grad():
-        preds.append(redirect(load_model(c), inp["image"], tgt["gaze"], camera={"w2c": tgt["w2c"], "K": tgt["K"]},
-                              source_camera={"w2c": inp["w2c"], "K": inp["K"]}, source_gaze=inp["gaze"]))
+with torch.no_grad(): preds = [predictor(load_model(c))(inp, target_labels(tgt)) for c in checkpoints]   # as the protocol redirects
 titles = ["input", "target"] + checkpoints
 fig, ax = plt.subplots(len(rows), len(titles), figsize=(3 * len(titles), 1.6 * len(rows)), squeeze=False)
 for i in range(len(rows)):

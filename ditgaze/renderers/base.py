@@ -15,16 +15,18 @@ from ..compat import ensure_torchvision
 from ..config import check
 
 # %% auto #0
-__all__ = ['ImageLoss', 'Cond', 'AppearanceConfig', 'AppearanceEncoder', 'FiLM', 'ResBlock', 'CrossAttention2d']
+__all__ = ['EYE_CHANNELS', 'ImageLoss', 'Cond', 'AppearanceConfig', 'AppearanceEncoder', 'FiLM', 'ResBlock', 'CrossAttention2d']
 
 # %% ../../nbs/30_renderer_base.ipynb #rb000005
+EYE_CHANNELS = 6   # channels of `Cond.eyes`: coverage, the normal in the eye's frame (3), in the head's (x, y)
+
 @dataclass
 class Cond:
     tokens: Tensor       # [B,T,D] condition tokens: identity, expression, gaze, head pose
     appearance: Tensor   # [B,S,D] tokens of the source image (S may be 0)
     vector: Tensor       # [B,D] a summary of both, for modulation
     warped: Tensor | None = None   # [B,4,H,W] the source warped into the target view at the output size: colour x visibility, visibility
-    eyes: Tensor | None = None     # [B,6,H,W] the eyeballs at the output size: coverage, x the surface normal in the eye's frame (3), in the head's (x, y)
+    eyes: Tensor | None = None     # [B,EYE_CHANNELS,H,W] the eyeballs at the output size (see the redirector's `eyeball_maps`)
 
     def context(self) -> Tensor:
         "What attention reads: the condition tokens, then the appearance tokens [B,T+S,D]."

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from ..compat import ensure_torchvision
 from ..config import ConfigError, check
-from .base import Cond, ImageLoss
+from .base import EYE_CHANNELS, Cond, ImageLoss
 from .dit import DiT, PRESETS
 from .vae import LatentCodec, VAEConfig, build_vae, load_vae
 
@@ -94,7 +94,7 @@ class DiTRenderer(nn.Module):
             map_patch = p * f // upscale
         else:
             self.codec, channels, out_patch, map_patch = None, 3, p * upscale, p
-        self.src_channels = channels + 1 + 6                              # on the maps' grid: the warped source's latent (or colour), its visibility; the eyeballs
+        self.src_channels = channels + 1 + EYE_CHANNELS                   # on the maps' grid: the warped source's latent (or colour), its visibility; the eyeballs
         self.net = DiT(in_channels + self.src_channels, channels + 1, dim, pre["depth"], pre["width"], pre["heads"], out_patch, map_patch,
                        cfg.mode == "diffusion", noisy_channels=channels)  # output: the sample, then the blending weight's logit
         self.register_buffer("alphas_cumprod", make_scheduler("ddim").alphas_cumprod.clone(), persistent=False)
@@ -111,14 +111,14 @@ class DiTRenderer(nn.Module):
 
     def source(self, maps: Tensor, cond: Cond) -> Tensor:
         """The warped source on the maps' grid: its latent (pixel space: its colour x visibility) and its visibility, zeros without a warp;
-        then the eyeballs (`cond.eyes`) averaged over each cell, zeros without them: [B,c+1+6,h,w]."""
+        then the eyeballs (`cond.eyes`) averaged over each cell, zeros without them: [B,c+1+E,h,w]."""
         (B, h, w), wp = (len(maps), *maps.shape[-2:]), cond.warped
-        eyes = F.adaptive_avg_pool2d(cond.eyes, (h, w)) if cond.eyes is not None else maps.new_zeros(B, 6, h, w)
-        if wp is None: return torch.cat([maps.new_zeros(B, self.src_channels - 6, h, w), eyes], 1)
-        if self.codec is None: return torch.cat([F.adaptive_avg_pool2d(wp, (h, w)), eyes], 1)    # [B,4+6,h,w]
+        eyes = F.adaptive_avg_pool2d(cond.eyes, (h, w)) if cond.eyes is not None else maps.new_zeros(B, EYE_CHANNELS, h, w)
+        if wp is None: return torch.cat([maps.new_zeros(B, self.src_channels - EYE_CHANNELS, h, w), eyes], 1)
+        if self.codec is None: return torch.cat([F.adaptive_avg_pool2d(wp, (h, w)), eyes], 1)    # [B,4+E,h,w]
         z = self.encode(wp[:, :3])                                                                  # [B,c,H/f,W/f]
         z = z if z.shape[-2:] == (h, w) else F.interpolate(z, size=(h, w), mode="nearest")         # factor 8: to the maps' grid
-        return torch.cat([z, F.adaptive_avg_pool2d(wp[:, 3:], (h, w)), eyes], 1)                   # [B,c+1+6,h,w]
+        return torch.cat([z, F.adaptive_avg_pool2d(wp[:, 3:], (h, w)), eyes], 1)                   # [B,c+1+E,h,w]
 
     def compose(self, out: Tensor, cond: Cond) -> Tensor:
         "The DiT's output [B,c+1,H',W'] -> the image: the decoded sample, and the warped source where the blending weight and its visibility keep it."
@@ -138,14 +138,14 @@ class DiTRenderer(nn.Module):
     def forward(self, maps: Tensor, cond: Cond) -> Tensor:
         "The image [B,3,H,W] in [0,1], in one pass or sampled in `self.steps` steps."
         self.check_maps(maps)
-        x = torch.cat([maps, self.source(maps, cond)], 1)                                          # [B,C+c+1+6,h,w]
+        x = torch.cat([maps, self.source(maps, cond)], 1)                                          # [B,C+c+1+E,h,w]
         if self.cfg.mode == "direct": return self.compose(self.net(x, cond.vector, cond.context()), cond)
         return self.compose(sample(self.net, x, cond, self.steps, self.cfg.scheduler, self.cfg.seed), cond)
 
     def one_pass(self, maps: Tensor, cond: Cond) -> Tensor:
         "The image in one differentiable pass: direct mode's image, or diffusion's x0 estimate from (seeded) pure noise, i.e. one sampling step."
         self.check_maps(maps)
-        x = torch.cat([maps, self.source(maps, cond)], 1)                                          # [B,C+c+1+6,h,w]
+        x = torch.cat([maps, self.source(maps, cond)], 1)                                          # [B,C+c+1+E,h,w]
         if self.cfg.mode == "direct": return self.compose(self.net(x, cond.vector, cond.context()), cond)
         return self.compose(sample(self.net, x, cond, 1, self.cfg.scheduler, self.cfg.seed), cond)
 
@@ -153,7 +153,7 @@ class DiTRenderer(nn.Module):
         "Direct: the image loss of what it renders (+ latent L1). Diffusion: the x0 MSE at a random noise level + the image loss of the decoded x0 estimate."
         self.check_maps(maps)
         cfg, B, dev = self.cfg, len(maps), maps.device
-        x_in = torch.cat([maps, self.source(maps, cond)], 1)                                       # [B,C+c+1+6,h,w]
+        x_in = torch.cat([maps, self.source(maps, cond)], 1)                                       # [B,C+c+1+E,h,w]
         if cfg.mode == "direct":
             out = self.net(x_in, cond.vector, cond.context())                                       # [B,c+1,H',W']
             extra = {"latent_l1": F.l1_loss(out[:, :-1], self.encode(target))} if cfg.latent_l1 > 0 else {}

@@ -11,7 +11,7 @@ from torch import nn, Tensor
 import torch.nn.functional as F
 
 from ..config import check
-from .base import Cond, CrossAttention2d, ImageLoss, ResBlock
+from .base import EYE_CHANNELS, Cond, CrossAttention2d, ImageLoss, ResBlock
 
 # %% auto #0
 __all__ = ['UNetConfig', 'UNetRenderer']
@@ -50,7 +50,7 @@ class UNetRenderer(nn.Module):
         self.up = nn.ModuleList([ResBlock(2 * widths[i], widths[i], g, dim) for i in reversed(range(len(widths) - 1))])
         self.shuffle = nn.ModuleList([nn.Sequential(nn.Conv2d(widths[0], widths[0] * 4, 3, padding=1), nn.PixelShuffle(2), nn.SiLU())
                                       for _ in range(upscale.bit_length() - 1)])
-        fw, fuse = cfg.fuse_width, [nn.Conv2d(widths[0] + 4 + 6, cfg.fuse_width, 3, padding=1), nn.SiLU()]   # the warped source (colour x visibility,
+        fw, fuse = cfg.fuse_width, [nn.Conv2d(widths[0] + 4 + EYE_CHANNELS, cfg.fuse_width, 3, padding=1), nn.SiLU()]   # the warped source (colour x visibility,
         for _ in range(cfg.fuse_layers - 2): fuse += [nn.Conv2d(fw, fw, 3, padding=1), nn.SiLU()]                 # visibility) and the eyeballs (cond.eyes)
         self.fuse = nn.Sequential(*fuse, nn.Conv2d(fw, widths[0], 3, padding=1))                                  # join at full size
         self.out = nn.Sequential(nn.GroupNorm(g, widths[0]), nn.SiLU(), nn.Conv2d(widths[0], 4, 3, padding=1))   # colour, and how much of the warp to keep
@@ -70,7 +70,7 @@ class UNetRenderer(nn.Module):
             x = block(torch.cat([x, skips.pop()], 1), v)             # [B,wi,..]
         for s in self.shuffle: x = s(x)                              # [B,w0,H,W]
         warped = cond.warped if cond.warped is not None else x.new_zeros(len(x), 4, *x.shape[-2:])
-        eyes = cond.eyes if cond.eyes is not None else x.new_zeros(len(x), 6, *x.shape[-2:])
+        eyes = cond.eyes if cond.eyes is not None else x.new_zeros(len(x), EYE_CHANNELS, *x.shape[-2:])
         y = self.out(self.fuse(torch.cat([x, warped, eyes], 1)) + x) # [B,4,H,W]
         keep = torch.sigmoid(y[:, 3:]) * warped[:, 3:]               # [B,1,H,W] the warp is kept only where it saw the face
         return keep * warped[:, :3] + (1 - keep) * torch.sigmoid(y[:, :3])   # [B,3,H,W] in [0,1]
